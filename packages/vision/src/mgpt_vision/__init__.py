@@ -1,0 +1,1 @@
+"""mgpt_vision."""
