@@ -1,0 +1,56 @@
+"""VisionEncoder: the module plus what callers need to know about it (tokens, preprocessing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from mgpt_vision.preprocess import PreprocessSpec, preprocess_images
+
+
+def count_params(module: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (works on meta modules)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@dataclass
+class VisionEncoder:
+    """``module(pixels [B,3,S,S]) -> tokens [B, num_tokens, token_dim]`` plus its preprocessing."""
+
+    module: nn.Module
+    preprocess: PreprocessSpec
+    num_tokens: int
+    token_dim: int
+    name: str
+    details: dict[str, Any] = field(default_factory=dict)  # builder facts: grid, widths, weights file...
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.module.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.module.parameters())
+
+    def encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Preprocess PIL images and run the module → [B, num_tokens, token_dim]."""
+        pixels = preprocess_images(images, self.preprocess).to(self.device)
+        return self.module(pixels)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain dict for logs and run directories."""
+        return {
+            "name": self.name,
+            "num_tokens": self.num_tokens,
+            "token_dim": self.token_dim,
+            "preprocess": self.preprocess.as_dict(),
+            "params": count_params(self.module),
+            "trainable_params": count_params(self.module, trainable_only=True),
+            **self.details,
+        }
