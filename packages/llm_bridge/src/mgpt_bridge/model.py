@@ -1,0 +1,301 @@
+"""VisionLanguageModel: image encoder → projector → spliced into a causal LM's input embeddings."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteriaList
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .settings import BridgeSettings, GenerationSettings
+from .splice import splice_image_embeds
+from .stopping import EndSymStoppingCriteria, trim_generation
+from .template import PromptTemplate, build_batch, build_generation_prompt
+from .tuning import is_frozen
+
+if TYPE_CHECKING:
+    from mgpt_vision import VisionSettings
+
+logger = logging.getLogger(__name__)
+
+
+class VisionLanguageModel(nn.Module):
+    """Any encoder module giving ``[B, num_image_tokens, token_dim]`` + a projector + a HF causal LM.
+
+    Frozen parts (no parameter requiring grad) stay in eval mode through ``train()``; a frozen
+    encoder runs under ``torch.no_grad()``.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module | None,
+        projector: nn.Module,
+        lm: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase | None,
+        template: PromptTemplate,
+        *,
+        num_image_tokens: int,
+        token_dim: int,
+        generation: GenerationSettings | None = None,
+        encoder_name: str = "custom",
+        lm_name: str = "custom",
+        seed: int = 42,
+        preprocess: Any = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.template = template
+        self.num_image_tokens = int(num_image_tokens)
+        self.token_dim = int(token_dim)
+        self.generation_settings = generation or GenerationSettings()
+        self.encoder_name = encoder_name
+        self.lm_name = lm_name
+        self.preprocess = preprocess
+        self._rng = random.Random(seed)
+        self.train(False)
+
+    # -- modes ---------------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> VisionLanguageModel:
+        super().train(mode)
+        for part in (self.encoder, self.lm):
+            if part is not None and is_frozen(part):
+                part.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.projector.parameters()).device
+
+    @property
+    def lm_hidden(self) -> int:
+        return int(self.lm.get_input_embeddings().embedding_dim)
+
+    def _need_tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer is None:
+            raise RuntimeError(
+                "this model has no tokenizer (built on meta without lm_path); it cannot run text"
+            )
+        return self.tokenizer
+
+    # -- images --------------------------------------------------------------------------------------------
+    def encode_images(
+        self, pixels: torch.Tensor | None = None, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Project encoder tokens (``pixels`` [B,3,S,S] or cached ``features`` [B,N,D]) to [B,N,lm_hidden]."""
+        if (pixels is None) == (features is None):
+            raise ValueError("pass exactly one of pixels= or features=")
+        if pixels is not None:
+            if self.encoder is None:
+                raise ValueError("this model has no encoder; pass features= (cached encoder outputs)")
+            if is_frozen(self.encoder):
+                with torch.no_grad():
+                    features = self.encoder(pixels)
+            else:
+                features = self.encoder(pixels)
+        assert features is not None
+        expected = (self.num_image_tokens, self.token_dim)
+        if features.ndim != 3 or tuple(features.shape[1:]) != expected:
+            raise ValueError(
+                f"image features must be [B, {expected[0]}, {expected[1]}], got {tuple(features.shape)}"
+            )
+        weight = next(self.projector.parameters())
+        return self.projector(features.to(device=weight.device, dtype=weight.dtype))
+
+    def _embed_prompt(self, batch: Mapping[str, torch.Tensor], image_embeds: torch.Tensor) -> torch.Tensor:
+        embedding = self.lm.get_input_embeddings()
+        inputs_embeds = embedding(batch["input_ids"].to(embedding.weight.device))
+        return splice_image_embeds(inputs_embeds, batch["image_mask"], image_embeds)
+
+    def _instructions(self, instructions: Sequence[str] | str | None, n: int, *, sample: bool) -> list[str]:
+        if instructions is None:
+            pool = self.template.instructions
+            return [self._rng.choice(pool) for _ in range(n)] if sample else [pool[0]] * n
+        if isinstance(instructions, str):
+            return [instructions] * n
+        if len(instructions) != n:
+            raise ValueError(f"{len(instructions)} instructions for {n} images")
+        return list(instructions)
+
+    # -- training ------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        *,
+        answers: Sequence[str],
+        pixels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        instructions: Sequence[str] | str | None = None,
+    ) -> CausalLMOutputWithPast:
+        """Teacher-forced LM loss on ``answers`` (+ end_sym) given the images.
+
+        ``.loss`` is the mean over answer tokens.
+
+        ``instructions=None`` samples one per row from the template's pool with the model's seeded RNG.
+        """
+        tokenizer = self._need_tokenizer()
+        image_embeds = self.encode_images(pixels, features)
+        if isinstance(answers, str) or len(answers) != image_embeds.shape[0]:
+            raise ValueError(f"answers must be a list with one string per image ({image_embeds.shape[0]})")
+        rows = self._instructions(instructions, len(answers), sample=True)
+        batch = build_batch(tokenizer, self.template, rows, answers, self.num_image_tokens)
+        device = self.lm.get_input_embeddings().weight.device
+        inputs_embeds = self._embed_prompt(batch, image_embeds.to(device))
+        return self.lm(
+            inputs_embeds=inputs_embeds,
+            attention_mask=batch["attention_mask"].to(device),
+            labels=batch["labels"].to(device),
+            return_dict=True,
+        )
+
+    # -- generation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        *,
+        pixels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        instructions: Sequence[str] | str | None = None,
+        **decoding: Any,
+    ) -> list[str]:
+        """Captions for a batch of images; ``decoding`` overrides :class:`GenerationSettings` fields
+        (max_new_tokens, num_beams, do_sample, temperature, top_p, repetition_penalty).
+
+        Other keywords go to ``transformers`` ``generate`` as they are (it rejects unknown ones).
+        Rows are left padded; each stops at end_sym (ids or text) or eos, which is trimmed off.
+        ``instructions=None`` uses the first instruction of the pool. Runs in eval mode.
+        """
+        tokenizer = self._need_tokenizer()
+        known = {k: v for k, v in decoding.items() if k in GenerationSettings.model_fields}
+        extra = {k: v for k, v in decoding.items() if k not in known}  # e.g. logits_processor; HF checks them
+        settings = GenerationSettings.model_validate({**self.generation_settings.model_dump(), **known})
+        was_training = self.training
+        self.eval()
+        try:
+            image_embeds = self.encode_images(pixels, features)
+            rows = self._instructions(instructions, image_embeds.shape[0], sample=False)
+            batch = build_generation_prompt(tokenizer, self.template, rows, self.num_image_tokens)
+            device = self.lm.get_input_embeddings().weight.device
+            inputs_embeds = self._embed_prompt(batch, image_embeds.to(device))
+            stop = EndSymStoppingCriteria(tokenizer, self.template.end_sym)
+            out = self.lm.generate(
+                inputs_embeds=inputs_embeds,
+                attention_mask=batch["attention_mask"].to(device),
+                stopping_criteria=StoppingCriteriaList([stop, *extra.pop("stopping_criteria", [])]),
+                pad_token_id=tokenizer.pad_token_id,
+                **settings.generate_kwargs(),
+                **extra,
+            )
+        finally:
+            self.train(was_training)
+        return [trim_generation(tokenizer, row, self.template.end_sym, stop.id_sequences) for row in out]
+
+    # -- trainable state -----------------------------------------------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the parameters that require grad (projector, LoRA/LM/encoder when tuned), detached."""
+        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Load exactly the trainable parameters; raise naming missing/unexpected keys, shape mismatches."""
+        params = {name: p for name, p in self.named_parameters() if p.requires_grad}
+        check_state_dict(state_dict, {name: tuple(p.shape) for name, p in params.items()})
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(state_dict[name].to(device=param.device, dtype=param.dtype))
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Parameter count (shared tensors once)."""
+        seen: dict[int, int] = {}
+        for p in self.parameters():
+            if not trainable_only or p.requires_grad:
+                seen[id(p)] = p.numel()
+        return sum(seen.values())
+
+    def summary(self) -> dict[str, Any]:
+        """What the model is: encoder, LM, image tokens, widths, parameter counts and dtypes."""
+        return {
+            "encoder": self.encoder_name,
+            "encoder_frozen": is_frozen(self.encoder),
+            "lm": self.lm_name,
+            "lm_frozen": is_frozen(self.lm),
+            "image_tokens": self.num_image_tokens,
+            "token_dim": self.token_dim,
+            "lm_hidden": self.lm_hidden,
+            "projector": type(self.projector).__name__,
+            "projector_params": sum(p.numel() for p in self.projector.parameters()),
+            "total_params": self.num_parameters(),
+            "trainable_params": self.num_parameters(trainable_only=True),
+            "dtype": str(self.lm.get_input_embeddings().weight.dtype).removeprefix("torch."),
+            "projector_dtype": str(next(self.projector.parameters()).dtype).removeprefix("torch."),
+            "device": str(self.device),
+        }
+
+
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
+    """Raise ``ValueError`` listing missing keys, unexpected keys and shape mismatches (checkpoint/model)."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k])}"
+        for k in sorted(set(expected) & set(state_dict))
+        if tuple(state_dict[k].shape) != tuple(expected[k])
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if mismatched:
+        problems.append("shape mismatch " + "; ".join(mismatched))
+    if problems:
+        raise ValueError("trainable state dict does not fit the model: " + " | ".join(problems))
+
+
+def build_vlm(
+    vision: VisionSettings, bridge: BridgeSettings, *, device: str | torch.device = "cpu", meta: bool = False
+) -> VisionLanguageModel:
+    """Encoder from ``vision`` (its trainability from the vision settings), LM + projector + template from
+    ``bridge``. ``meta=True`` puts everything on the meta device without loading weights."""
+    from mgpt_vision import build_encoder
+
+    from .lm_loading import load_lm
+    from .projector import build_projector
+    from .tuning import apply_lm_tuning
+
+    encoder = build_encoder(vision, device=device, meta=meta)
+    lm, tokenizer = load_lm(bridge, device=device, meta=meta)
+    lm = apply_lm_tuning(lm, bridge)
+    hidden = int(lm.get_input_embeddings().embedding_dim)
+    with torch.device("meta" if meta else device):  # init from the global RNG: callers seed (train.seed)
+        projector = build_projector(bridge.projector, encoder.token_dim, hidden)
+    template = PromptTemplate(bridge.template, tokenizer)
+    model = VisionLanguageModel(
+        encoder.module,
+        projector,
+        lm,
+        tokenizer,
+        template,
+        num_image_tokens=encoder.num_tokens,
+        token_dim=encoder.token_dim,
+        generation=bridge.generation,
+        encoder_name=encoder.name,
+        lm_name=_lm_name(bridge),
+        seed=bridge.seed,
+        preprocess=encoder.preprocess,
+    )
+    logger.info("built VLM %s", model.summary())
+    return model
+
+
+def _lm_name(bridge: BridgeSettings) -> str:
+    if bridge.lm == "smollm2":
+        return "smollm2-135m-instruct"
+    if bridge.lm == "tiny":
+        return "tiny-llama"
+    return bridge.lm_path.name if bridge.lm_path is not None else "llama-7b-shapes"
