@@ -11,6 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under `uv run`, Ray 2.60 would start every worker through `uv run` in an uploaded copy of the repo,
+# which is no workspace member and hangs for minutes: workers inherit this venv instead.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +26,7 @@ def ray_session():
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                                      "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}},
-        )
+            _node_ip_address="127.0.0.1",
+        )  # no runtime_env: local workers inherit this environment, and pooled workers get reused
     yield ray
     ray.shutdown()

@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import sys
 
 import typer
 
@@ -32,6 +33,11 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not any(arg.startswith("--address") for arg in sys.argv):
+        # Local Ray: workers inherit this venv. (Ray 2.60 would otherwise relaunch them through `uv run`
+        # in an uploaded copy of the repo, which hangs for minutes.) On a cluster the uv hook is kept,
+        # so remote workers get the job's environment.
+        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     logging.basicConfig(
         level=os.environ.get("MGPT_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
