@@ -1,0 +1,38 @@
+"""Caption PIL images with a run's model (local, no Ray): used by `mgpt caption` and the gallery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mgpt_train.run_settings import RunSettings
+
+
+def load_captioner(settings: RunSettings, checkpoint: Path | None) -> Any:
+    """The run's model (``checkpoint`` None = the untrained bridge), in eval mode on the CPU."""
+    from mgpt_train.modeling import build_model
+
+    model = build_model(settings, checkpoint=checkpoint)
+    return model.eval()
+
+
+def caption_images(
+    model: Any,
+    images: Sequence[Image.Image],
+    *,
+    batch_size: int = 8,
+    instruction: str | None = None,
+    **decoding: Any,
+) -> list[str]:
+    """Greedy (or the run's decoding settings) captions, batched; ``decoding`` overrides settings."""
+    from mgpt_vision import preprocess_images
+
+    out: list[str] = []
+    for start in range(0, len(images), batch_size):
+        chunk = list(images[start : start + batch_size])
+        pixels = preprocess_images(chunk, model.preprocess)
+        out += model.generate(pixels=pixels, instructions=instruction, **decoding)
+    return out

@@ -1,0 +1,98 @@
+"""Evaluate a run: the untrained baseline and every chosen checkpoint on the same images.
+
+For each entry, `mgpt_train.predict` generates captions (batched, decoding settings from the run),
+the records go to ``eval/predictions/<name>.jsonl``, and `mgpt_eval` scores them into one row;
+``eval/results.{json,csv,md}`` and ``eval/metrics.png`` hold the table. The real-photo gallery of
+`mgpt_eval` is captioned by the baseline and the last checkpoint into ``eval/gallery.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mgpt_train.run_settings import RunSettings
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class EvalEntry:
+    """One model to score: ``checkpoint`` None is the untrained bridge (epoch -1)."""
+
+    name: str
+    epoch: int
+    checkpoint: Path | None
+
+
+def run_checkpoints(run_dir: Path) -> dict[str, EvalEntry]:
+    """``epoch_k`` checkpoint folders of a run, by name, in epoch order."""
+    from mgpt_train.checkpointing import list_checkpoints
+
+    return {p.name: EvalEntry(p.name, int(p.name.split("_", 1)[1]), p) for p in list_checkpoints(run_dir)}
+
+
+def select_entries(run_dir: Path, spec: str | list[str]) -> list[EvalEntry]:
+    """Baseline first, then the checkpoints ``spec`` names: ``all``, ``last``, names, or paths."""
+    from mgpt_eval.settings import select_checkpoints
+
+    found = run_checkpoints(run_dir)
+    items = [spec] if isinstance(spec, str) else list(spec)
+    entries = [EvalEntry(BASELINE, -1, None)]
+    for item in items:
+        path = Path(item).expanduser()
+        if path.exists():
+            epoch = int(path.name.split("_", 1)[1]) if path.name.split("_", 1)[-1].isdigit() else 0
+            entries.append(EvalEntry(path.name, epoch, path.resolve()))
+            continue
+        for name in select_checkpoints(item, list(found)):
+            if name != BASELINE:
+                entries.append(found[name])
+    unique: dict[str, EvalEntry] = {}
+    for entry in entries:
+        unique.setdefault(entry.name, entry)
+    return list(unique.values())
+
+
+def run_eval(
+    run_dir: Path,
+    settings: RunSettings,
+    *,
+    checkpoints: str | list[str] | None = None,
+    split: str | None = None,
+    gallery: bool = True,
+) -> dict[str, Any]:
+    """Score baseline + checkpoints of ``run_dir`` and write ``run_dir/eval``; returns the report paths."""
+    from mgpt_eval import evaluate_predictions, write_predictions, write_report
+    from mgpt_train.predict import predict
+
+    run_dir = Path(run_dir)
+    split = split or settings.eval.split
+    entries = select_entries(run_dir, checkpoints or settings.eval.checkpoints)
+    eval_dir = run_dir / "eval"
+    rows = []
+    for entry in entries:
+        logger.info("eval: captioning the %s split with %s", split, entry.name)
+        records = predict(settings, entry.checkpoint, split, max_images=settings.eval.max_images)
+        write_predictions(eval_dir / "predictions" / f"{entry.name}.jsonl", records)
+        rows.append(evaluate_predictions(records, name=entry.name, epoch=entry.epoch, settings=settings.eval))
+    meta = {
+        "run_dir": str(run_dir),
+        "split": split,
+        "data_dir": str(settings.data.data_dir),
+        "n_images": rows[0]["n_images"] if rows else 0,
+        "decoding": settings.bridge.generation.model_dump(mode="json"),
+        "template": settings.bridge.template.model_dump(mode="json"),
+        "checkpoints": {e.name: str(e.checkpoint) if e.checkpoint else None for e in entries},
+    }
+    paths = write_report(eval_dir, rows, meta=meta, scale_100=settings.eval.scale_100)
+    if gallery:
+        from mgpt_cli.gallery_report import write_gallery_report
+
+        with_gallery = [entries[0]] + ([entries[-1]] if len(entries) > 1 else [])
+        paths = dict(paths) | write_gallery_report(eval_dir, settings, with_gallery)
+    return {"rows": rows, "paths": paths}
