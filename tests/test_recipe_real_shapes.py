@@ -1,0 +1,225 @@
+"""The published recipe (`minigpt4_flickr30k`): seed hyper-parameters, real shapes on the meta device, and
+the same code path end to end on tiny stand-ins of the same structure (BLIP-2 snapshot + LLaMA dir on disk).
+
+`build_recipe_standins` + `recipe_overrides` are meant for reuse (e.g. a `fit` run over the stand-ins).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+RECIPE = "minigpt4_flickr30k"
+SEED_INSTRUCTIONS = [
+    "<Img><ImageHere></Img> Describe this image in detail.",
+    "<Img><ImageHere></Img> Take a look at this image and describe what you notice.",
+    "<Img><ImageHere></Img> Please provide a detailed description of the picture.",
+    "<Img><ImageHere></Img> Could you describe the contents of this image for me?",
+]
+LLAMA_VOCAB = Path(os.environ.get("MGPT_CACHE_DIR") or Path.home() / ".cache" / "mgpt").expanduser() / "vocab"
+LLAMA_GGUF = "ggml-vocab-llama-spm.gguf"
+
+# Stand-in sizes: the recipe's structure (ViT with CLS + ln_vision, Q-Former with 32 queries cross-attending
+# every 2nd layer, LLaMA decoder), with tiny widths.
+TINY_BLIP2 = {
+    "vision_config": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 28,
+        "patch_size": 14,
+    },
+    "qformer_config": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "encoder_hidden_size": 32,
+        "cross_attention_frequency": 2,
+        "vocab_size": 100,
+        "max_position_embeddings": 64,
+    },
+    "text_config": {
+        "model_type": "opt",
+        "hidden_size": 32,
+        "ffn_dim": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "vocab_size": 100,
+        "word_embed_proj_dim": 32,
+        "max_position_embeddings": 64,
+    },
+    "num_query_tokens": 32,
+}
+TINY_LLAMA = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": False,
+}
+
+
+# ------------------------------------------------------------------------------------------- stand-in helpers
+@dataclass(frozen=True)
+class RecipeStandIns:
+    """Local dirs that take the place of the user's BLIP-2 snapshot and Vicuna-7B dir."""
+
+    blip2_dir: Path
+    lm_dir: Path
+    tokenizer: str  # "llama-spm" (the LLaMA vocab) or "smollm2" (fallback when the vocab is absent)
+
+
+def _llama_tokenizer():
+    """The LLaMA SentencePiece vocab (GGUF) normalised as SentencePiece does (see test_vicuna_vocab.py)."""
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(LLAMA_VOCAB, gguf_file=LLAMA_GGUF)
+    tok.backend_tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+    )
+    tok.backend_tokenizer.pre_tokenizer = None
+    return tok
+
+
+def _fallback_tokenizer():
+    from transformers import AutoTokenizer
+
+    from mgpt_bridge import smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def build_recipe_standins(root: Path, *, seed: int = 0) -> RecipeStandIns:
+    """Write a tiny random BLIP-2 snapshot (``Blip2Model.save_pretrained``) and a tiny random
+    ``LlamaForCausalLM`` + tokenizer (the LLaMA vocab when `.ci/fetch_llama_vocab.sh` has run, else
+    SmolLM2's) under ``root``; point the recipe at them with `recipe_overrides`."""
+    from transformers import Blip2Config, Blip2Model, LlamaConfig, LlamaForCausalLM
+
+    root = Path(root)
+    torch.manual_seed(seed)
+    blip2 = Blip2Model(Blip2Config(**TINY_BLIP2)).eval()
+    with torch.no_grad():
+        blip2.query_tokens.normal_()  # non-zero queries, as in a trained snapshot
+    blip2.save_pretrained(root / "blip2")
+
+    has_llama = (LLAMA_VOCAB / LLAMA_GGUF).is_file()
+    tok = _llama_tokenizer() if has_llama else _fallback_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **TINY_LLAMA
+    )
+    LlamaForCausalLM(config).save_pretrained(root / "llm")
+    tok.save_pretrained(root / "llm")
+    return RecipeStandIns(root / "blip2", root / "llm", "llama-spm" if has_llama else "smollm2")
+
+
+def recipe_overrides(standins: RecipeStandIns, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``load_run_settings(RECIPE, overrides)`` overrides that put the stand-ins in place of real weights."""
+    overrides: dict[str, dict[str, Any]] = {
+        "vision": {"weights_path": str(standins.blip2_dir)},
+        "bridge": {"lm_path": str(standins.lm_dir)},
+    }
+    for name, values in sections.items():
+        overrides[name] = {**overrides.get(name, {}), **values}
+    return overrides
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory: pytest.TempPathFactory) -> RecipeStandIns:
+    return build_recipe_standins(tmp_path_factory.mktemp("recipe_standins"))
+
+
+# ------------------------------------------------------------------------------------------------ the preset
+@pytest.fixture(scope="module")
+def recipe():
+    from mgpt_train.run_settings import load_run_settings
+
+    return load_run_settings(RECIPE)
+
+
+def test_recipe_preset_has_the_seed_hyper_parameters(recipe) -> None:
+    t, b, v = recipe.train, recipe.bridge, recipe.vision
+    assert (t.init_lr, t.min_lr, t.warmup_lr, t.warmup_steps) == (3e-5, 1e-5, 1e-6, 200)
+    assert (t.weight_decay, tuple(t.betas)) == (0.05, (0.9, 0.999))
+    assert (t.max_epoch, t.iters_per_epoch, t.batch_size, t.seed) == (5, 500, 2, 42)
+    assert (t.workers, t.use_gpu, t.grad_accum_steps) == (7, True, 1)  # 2 per GPU × 7 GPUs
+    assert (v.encoder, v.freeze_vision, v.freeze_qformer) == ("blip2", True, True)
+    assert (b.lm, b.projector, b.lm_tuning, b.load_in_8bit) == ("hf", "linear", "frozen", False)
+    tpl = b.template
+    assert (tpl.style, tpl.prompt, tpl.end_sym, tpl.max_txt_len) == (
+        "minigpt4",
+        "###Human: {} ###Assistant: ",
+        "###",
+        160,
+    )
+    assert list(tpl.instructions) == SEED_INSTRUCTIONS
+    assert recipe.data.sample_mode == "grounded"
+    assert v.weights_path is None and b.lm_path is None  # real weights are the user's local paths
+
+
+def test_recipe_meta_build_has_3149824_trainable_parameters(recipe) -> None:
+    from mgpt_bridge import build_vlm
+
+    model = build_vlm(recipe.vision, recipe.bridge, meta=True)
+    trainable = {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"projector.weight": (4096, 768), "projector.bias": (4096,)}
+    assert model.num_parameters(trainable_only=True) == 3_149_824
+    assert (model.num_image_tokens, model.token_dim, model.lm_hidden) == (32, 768, 4096)
+    lm = model.lm.config
+    assert (lm.num_hidden_layers, lm.hidden_size, lm.vocab_size, lm.intermediate_size) == (
+        32,
+        4096,
+        32000,
+        11008,
+    )
+    vision = model.encoder.vision.module.config  # Blip2VisionModel: EVA ViT-g/14 as MiniGPT-4 uses it
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size // vision.patch_size) == (
+        1408,
+        39,
+        16,
+    )
+
+
+# ---------------------------------------------------------------------------------- same code path, tiny size
+def test_standins_build_through_the_recipe_and_train_only_the_projector(standins) -> None:
+    from mgpt_bridge import build_vlm
+    from mgpt_train.run_settings import load_run_settings
+
+    settings = load_run_settings(RECIPE, recipe_overrides(standins))
+    model = build_vlm(settings.vision, settings.bridge)
+    s = model.summary()
+    assert (s["encoder"], s["image_tokens"], s["token_dim"]) == ("blip2_qformer", 32, 32)
+    assert s["encoder_frozen"] and s["lm_frozen"] and s["dtype"] == "bfloat16"  # the preset's lm_dtype
+    assert s["trainable_params"] == 32 * 64 + 64  # Linear(qformer width → LM hidden), as 768 → 4096
+    assert model.preprocess.image_size == 28 and model.preprocess.mean[0] == pytest.approx(0.48145466)
+    if standins.tokenizer == "llama-spm":
+        assert model.tokenizer("###", add_special_tokens=False)["input_ids"] == [835]
+
+    pixels = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    answers = ["A man in a blue shirt rides a bicycle down a busy street.", "Two dogs play in the snow."]
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.05
+    )
+    model.train()
+    loss = model(answers=answers, pixels=pixels, instructions=SEED_INSTRUCTIONS[:2]).loss
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    grads = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert grads == {"projector.weight", "projector.bias"}
+    assert all(float(p.grad.abs().sum()) > 0 for n, p in model.named_parameters() if n in grads)
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"projector.weight", "projector.bias"}
+    assert not model.encoder.training and not model.lm.training  # frozen parts stay in eval mode
