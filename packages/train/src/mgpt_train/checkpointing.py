@@ -1,0 +1,170 @@
+"""Checkpoint I/O: trainable params (safetensors) + train state (torch, weights_only) + settings.
+
+A checkpoint folder (see `mgpt_train.rundir` for where it lives) holds::
+
+    trainable.safetensors   the requires_grad parameters only, with metadata (epoch, global_step, ...)
+    train_state.pt          {"optimizer", "scaler", "epoch", "step_in_epoch", "global_step", "world_size",
+                             "rng": [per-rank RNG states]}; torch.load(weights_only=True) reads it back
+    settings.json           the resolved settings of the run
+
+Folders are written into a temporary sibling and moved into place with ``os.replace``, so a crash
+never leaves a half-written ``epoch_k/``; Ray records a checkpoint only after that move.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mgpt_train.rundir import SETTINGS_FILE, write_json
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE_FILE = "trainable.safetensors"
+STATE_FILE = "train_state.pt"
+
+
+# ---------------------------------------------------------------------------- RNG states
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy (global) and torch RNG states as weights_only-loadable tensors/ints."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------- trainable params
+def _save_trainable(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from mgpt_bridge.checkpoint import save_trainable
+
+    save_trainable(path, state_dict, metadata)
+
+
+def _load_trainable(path: Path) -> dict[str, torch.Tensor]:
+    from mgpt_bridge.checkpoint import load_trainable
+
+    loaded = load_trainable(path)
+    return loaded[0] if isinstance(loaded, tuple) else loaded
+
+
+# ---------------------------------------------------------------------------- folders
+def write_checkpoint_dir(
+    dest: Path,
+    trainable: dict[str, torch.Tensor],
+    train_state: dict[str, Any],
+    settings: dict[str, Any],
+) -> Path:
+    """Write a complete checkpoint folder at ``dest`` atomically (temp sibling + ``os.replace``)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        metadata = {k: str(train_state[k]) for k in ("epoch", "step_in_epoch", "global_step")
+                    if k in train_state}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in trainable.items()}
+        _save_trainable(tmp / TRAINABLE_FILE, tensors, metadata)
+        torch.save(train_state, tmp / STATE_FILE)
+        write_json(tmp / SETTINGS_FILE, settings)
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    """Move folder ``src`` onto ``dest``; an existing ``dest`` (a redone epoch) is swapped out first."""
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+        os.replace(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dest)
+
+
+def copy_dir_atomic(src: Path, dest: Path) -> Path:
+    """Copy folder ``src`` to ``dest`` through a temporary sibling and ``os.replace``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def read_checkpoint_dir(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read ``(trainable_state_dict, train_state)`` back from a checkpoint folder."""
+    path = Path(path)
+    for name in (TRAINABLE_FILE, STATE_FILE):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"checkpoint {path} lacks {name}")
+    trainable = _load_trainable(path / TRAINABLE_FILE)
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    return trainable, state
+
+
+def read_trainable(path: Path | str) -> dict[str, torch.Tensor]:
+    """The trainable parameters of a checkpoint folder (or of a ``.safetensors`` file)."""
+    path = Path(path)
+    file = path / TRAINABLE_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no trainable parameters at {file}")
+    return _load_trainable(file)
+
+
+def atomic_upload_fn(experiment_dir: Path) -> Callable[[Any, str], Any]:
+    """A ``checkpoint_upload_fn`` for `ray.train.report` that copies atomically into ``experiment_dir``.
+
+    Ray's default upload copies file by file into the final folder; this one copies into a
+    temporary sibling and renames it, so ``checkpoints/epoch_k/`` is either complete or absent.
+    Local (or shared-filesystem) storage only.
+    """
+
+    def upload(checkpoint: Any, checkpoint_dir_name: str) -> Any:
+        import ray.train
+
+        dest = copy_dir_atomic(Path(checkpoint.path), Path(experiment_dir) / checkpoint_dir_name)
+        return ray.train.Checkpoint.from_directory(str(dest))
+
+    return upload
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The ``epoch_k`` folders of a run, in epoch order."""
+    from mgpt_train.rundir import CHECKPOINTS_DIR
+
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    found = [p for p in root.glob("epoch_*") if p.is_dir() and p.name.split("_", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))

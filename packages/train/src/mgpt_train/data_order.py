@@ -1,0 +1,57 @@
+"""Deterministic data order: which rows and which instruction each worker uses at each iteration.
+
+Resume must reproduce an uninterrupted run exactly, so nothing here depends on Ray's block
+scheduling: every worker sees the same row table (sorted by a stable key), and iteration ``step``
+of ``epoch`` takes the next ``batch_size * world_size`` indices of a stream of permutations drawn
+from ``(seed, epoch, pass)``; rank ``r`` takes its contiguous slice. Skipping done iterations is
+pure arithmetic, no data is read for them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def iters_in_one_pass(n_rows: int, batch_size: int, world_size: int) -> int:
+    """Full global batches in one pass over ``n_rows`` (the last, partial one is dropped)."""
+    per_step = batch_size * world_size
+    if n_rows < per_step:
+        raise ValueError(
+            f"the train split has {n_rows} rows, fewer than one global batch "
+            f"(batch_size {batch_size} x {world_size} workers = {per_step})"
+        )
+    return n_rows // per_step
+
+
+def _permutation(n_rows: int, seed: int, epoch: int, pass_index: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch, pass_index]).permutation(n_rows)
+
+
+def batch_indices(
+    n_rows: int, *, seed: int, epoch: int, step: int, batch_size: int, world_size: int, rank: int
+) -> list[int]:
+    """Row indices of rank ``rank``'s micro-batch at iteration ``step`` of ``epoch``.
+
+    ``step`` counts micro-batches (iteration × grad_accum_steps + micro index). When an epoch is
+    longer than one pass, it continues into a fresh permutation of the same epoch.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world of {world_size}")
+    per_step = batch_size * world_size
+    start = step * per_step + rank * batch_size
+    out: list[int] = []
+    pos = start
+    while len(out) < batch_size:
+        pass_index, offset = divmod(pos, n_rows)
+        perm = _permutation(n_rows, seed, epoch, pass_index)
+        take = min(batch_size - len(out), n_rows - offset)
+        out.extend(int(i) for i in perm[offset : offset + take])
+        pos += take
+    return out
+
+
+def instruction_indices(seed: int, global_step: int, sample_ids: list[int], n_instructions: int) -> list[int]:
+    """Instruction index per sample, a pure function of (seed, global_step, sample id)."""
+    if n_instructions < 1:
+        raise ValueError("the instruction pool is empty")
+    return [int(np.random.default_rng([seed, global_step, s]).integers(n_instructions)) for s in sample_ids]

@@ -1,0 +1,61 @@
+"""Build the model of a run the same way everywhere (driver, workers, predictor actors)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from mgpt_bridge import VisionLanguageModel
+    from mgpt_train.run_settings import RunSettings
+
+logger = logging.getLogger(__name__)
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_model(
+    settings: RunSettings, *, device: str | torch.device = "cpu", checkpoint: Path | str | None = None
+) -> VisionLanguageModel:
+    """``build_vlm`` under ``torch.manual_seed(train.seed)``: every rank (and the untrained baseline)
+    starts from the same projector init. ``checkpoint``: a checkpoint folder or ``.safetensors`` file
+    whose trainable parameters are loaded strictly."""
+    from mgpt_bridge import build_vlm
+    from mgpt_train.checkpointing import read_trainable
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.train.seed)
+        model = build_vlm(settings.vision, settings.bridge, device=device)
+    if checkpoint is not None:
+        model.load_trainable_state_dict(read_trainable(checkpoint))
+        logger.info("loaded trainable parameters from %s", checkpoint)
+    return model
+
+
+def features_cacheable(settings: RunSettings) -> tuple[bool, str]:
+    """Whether training may run from cached encoder features, and why not when it may not."""
+    if not settings.train.cache_features:
+        return False, "train.cache_features is off"
+    if not settings.vision.freeze_vision or (
+        settings.vision.encoder == "blip2" and not settings.vision.freeze_qformer
+    ):
+        return False, "the encoder is trainable"
+    if settings.data.augment:
+        return False, "data.augment is on (pixels differ every epoch)"
+    return True, ""
+
+
+def autocast(precision: str, device_type: str) -> AbstractContextManager:
+    """The autocast context for a resolved precision (fp32 → no autocast)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device_type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def trainable_parameter_count(model: torch.nn.Module) -> int:
+    """Number of parameters that require grad."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,78 @@
+"""The run directory: the one folder a user looks at after `mgpt train`.
+
+Layout of ``RUN_DIR = <output_dir>/<run_name>/``::
+
+    settings.json            resolved RunSettings (all five sections), written by the driver
+    summary.json             trainable-parameter count, model summary, data summary, iterations,
+                             the feature-cache file used (features live in the shared cache,
+                             ``$MGPT_CACHE_DIR/features/``, keyed by the encoder's fingerprint)
+    metrics.jsonl            one JSON line per iteration (rank 0): epoch, step, global_step, loss,
+                             lr, sec_per_it, data_sec; cut back on resume, so never duplicated
+    rejects.jsonl            inputs that could not be used, with a reason (CSV rows, images)
+    checkpoints/             Ray Train's experiment folder: RunConfig(storage_path=RUN_DIR,
+                             name="checkpoints")
+      epoch_{k}/             after epoch k (0-based, as upstream's checkpoint_{k}.pth), atomic:
+        trainable.safetensors  the requires_grad parameters only (projector, LoRA, ...)
+        train_state.pt         optimizer, GradScaler, next epoch/step_in_epoch, global_step,
+                               per-rank RNG states (torch.load(weights_only=True) reads it)
+        settings.json          the resolved settings the checkpoint was trained with
+      step_{n}/              same content after global step n (checkpoint_every_steps, stop_at_step)
+      checkpoint_manager_snapshot.json   Ray's record of the checkpoints: what makes re-runs resume
+    eval/                    predictions and metric reports of the baseline and each checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SETTINGS_FILE = "settings.json"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+REJECTS_FILE = "rejects.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+EVAL_DIR = "eval"
+
+
+def default_run_name() -> str:
+    """A sortable timestamp, e.g. ``20250101-120000``."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def make_run_dir(output_dir: Path | str, run_name: str | None = None) -> Path:
+    """Create (if needed) and return ``output_dir/run_name`` as an absolute path."""
+    name = run_name or default_run_name()
+    if not name or "/" in name or name in {".", ".."}:
+        raise ValueError(f"run_name must be a plain folder name, got {name!r}")
+    run_dir = (Path(output_dir).expanduser() / name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file with a clear error when it is missing."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    return json.loads(path.read_text())
