@@ -33,10 +33,16 @@ def test_env_prefix(monkeypatch):
         ({"crop_scale": (0.9, 0.5)}, "crop_scale"),
         ({"hflip": True}, "augment=True"),
         ({"sample_mode": "both"}, "sample_mode"),
-        ({"synthetic_images": 0}, "synthetic_images"),
+        ({"synthetic_images": -1}, "synthetic_images"),
+        ({"max_words": -1}, "max_words"),
         ({"no_such_field": 1}, "no_such_field"),
     ],
 )
 def test_rejects_bad_values(kwargs, message):
     with pytest.raises(ValidationError, match=message):
         DataSettings(**kwargs)
+
+
+def test_zero_means_none_because_toml_has_no_null():
+    s = DataSettings(synthetic_images=0, max_words=0)
+    assert s.synthetic_images is None and s.max_words is None

@@ -15,8 +15,8 @@ logger = logging.getLogger(__name__)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
                "TOKENIZERS_PARALLELISM": "false"}
 
-#: Ray Train V2's placement-group cleaner asks the state API (served by the dashboard, which this
-#: install lacks) every second and warns each time it cannot; Ray's documented log filter drops
+#: Ray Train V2's placement-group cleaner asks the state API (served by the dashboard, off unless
+#: ``train.include_dashboard``) every second and warns each time it cannot; Ray's documented log filter drops
 #: those lines on the driver. Read when Ray is imported, so set here, before any `import ray`.
 SKIP_LOG_REGEX = "Failed to query Ray Train Controller actor state"
 

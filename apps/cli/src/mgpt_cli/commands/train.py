@@ -48,6 +48,9 @@ def _evaluate(run_dir: Path, settings: Any) -> None:
         typer.echo("evaluation skipped: `mgpt eval` is not available")
         return
     report = run_eval(run_dir, settings)
+    results_md = (report.get("paths") or {}).get("results.md")
+    if results_md:
+        typer.echo(Path(results_md).read_text())
     for name, path in sorted((report.get("paths") or {}).items()):
         typer.echo(f"  {name}: {path}")
 
