@@ -136,6 +136,17 @@ def test_chat_style_uses_the_tokenizer_chat_template(smol_tokenizer):
     assert ids(tok, before)[0] == tok.convert_tokens_to_ids("<|im_start|>")  # special markers kept as ids
 
 
+def test_chat_style_system_message_replaces_the_default(smol_tokenizer):
+    tok = smol_tokenizer
+    default = PromptTemplate(TemplateSettings(style="chat", end_sym="<|im_end|>"), tok)
+    short = PromptTemplate(TemplateSettings(style="chat", end_sym="<|im_end|>", system="Describe images."), tok)
+    instr = short.instructions[0]
+    text = short.render(instr)
+    assert text.startswith("<|im_start|>system\nDescribe images.<|im_end|>\n<|im_start|>user\n")
+    assert "SmolLM" in default.render(instr) and "SmolLM" not in text  # the template's default is gone
+    assert len(tok(text)["input_ids"]) < len(tok(default.render(instr))["input_ids"])
+
+
 def test_chat_style_with_bos_tokenizer_keeps_one_bos(bos_tokenizer):
     tok = bos_tokenizer
     tok_template = tok.chat_template

@@ -33,6 +33,9 @@ class TemplateSettings(BaseModel):
 
     style: Literal["minigpt4", "chat"] = "minigpt4"
     prompt: str = "###Human: {} ###Assistant: "
+    system: str | None = Field(
+        None, description="chat style: system message (None = the chat template's own default, if any)"
+    )
     image_placeholder: str = "<ImageHere>"
     instructions: list[str] = Field(default_factory=lambda: list(MINIGPT4_INSTRUCTIONS))
     end_sym: str = Field("###", min_length=1, description="appended to answers; generation stops on it")

@@ -50,9 +50,10 @@ class PromptTemplate:
         if self.settings.style == "minigpt4":
             return self.settings.prompt.replace("{}", instruction)
         assert self.tokenizer is not None
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
-        )
+        messages = [{"role": "user", "content": instruction}]
+        if self.settings.system is not None:
+            messages.insert(0, {"role": "system", "content": self.settings.system})
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         bos = self.tokenizer.bos_token
         if bos and text.startswith(bos) and bos_prefix(self.tokenizer):
             text = text[len(bos) :]  # BOS is prepended once as an id by the batch builders
