@@ -139,7 +139,9 @@ def test_chat_style_uses_the_tokenizer_chat_template(smol_tokenizer):
 def test_chat_style_system_message_replaces_the_default(smol_tokenizer):
     tok = smol_tokenizer
     default = PromptTemplate(TemplateSettings(style="chat", end_sym="<|im_end|>"), tok)
-    short = PromptTemplate(TemplateSettings(style="chat", end_sym="<|im_end|>", system="Describe images."), tok)
+    short = PromptTemplate(
+        TemplateSettings(style="chat", end_sym="<|im_end|>", system="Describe images."), tok
+    )
     instr = short.instructions[0]
     text = short.render(instr)
     assert text.startswith("<|im_start|>system\nDescribe images.<|im_end|>\n<|im_start|>user\n")

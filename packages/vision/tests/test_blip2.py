@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from mgpt_vision import VisionSettings, WeightsMismatchError, build_encoder
 from safetensors.torch import load_file, save_file
 from transformers import Blip2Config, Blip2Model
+
+from mgpt_vision import VisionSettings, WeightsMismatchError, build_encoder
 
 TINY = {
     "vision_config": {

@@ -10,6 +10,8 @@ import skimage.data
 import timm
 import torch
 from efficientnet_lite_pytorch import EfficientNet
+from PIL import Image
+
 from mgpt_vision import WeightsMismatchError, preprocess_images
 from mgpt_vision.efficientnet import (
     build_efficientnet_lite,
@@ -17,7 +19,6 @@ from mgpt_vision.efficientnet import (
     converted_lite_weights,
     package_weights_path,
 )
-from PIL import Image
 
 PHOTOS = {"chelsea": 285, "coffee": 967}  # ImageNet: Egyptian cat, espresso
 EXTRA = ["astronaut", "rocket"]

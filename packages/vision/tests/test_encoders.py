@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from mgpt_vision import Freezable, TokenPool, VisionSettings, WeightsMismatchError, build_encoder
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
+
+from mgpt_vision import Freezable, TokenPool, VisionSettings, WeightsMismatchError, build_encoder
 
 
 def _images(n: int, size: tuple[int, int] = (40, 30)) -> list[Image.Image]:

@@ -7,6 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from PIL import Image
+
 from mgpt_vision import (
     StaleFeatureCacheError,
     VisionSettings,
@@ -17,7 +19,6 @@ from mgpt_vision import (
     load_feature_cache,
     stack_features,
 )
-from PIL import Image
 
 
 def _tiny(**kw):

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from mgpt_vision import PreprocessSpec, preprocess_images
 from mgpt_vision.preprocess import to_rgb
-from PIL import Image
 
 LITE = PreprocessSpec(image_size=8, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mgpt_vision import VisionSettings, cache_dir
 from pydantic import ValidationError
+
+from mgpt_vision import VisionSettings, cache_dir
 
 
 def test_cache_dir_env_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
