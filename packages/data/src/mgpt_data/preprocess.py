@@ -79,6 +79,19 @@ class _DecodingStage:
         idx = np.asarray(keep, dtype=np.int64)
         return {k: (v if isinstance(v, np.ndarray) else column(list(v)))[idx] for k, v in batch.items()}
 
+    def _decode_rows(self, batch: dict[str, np.ndarray]) -> tuple[list[int], list[Any]]:
+        """Decode every row's image; undecodable rows are reported as rejects and left out."""
+        keep, images, rejects = [], [], []
+        for i in range(len(batch["path"])):
+            try:
+                images.append(decode_image(str(batch["path"][i])))
+            except ImageDecodeError as e:
+                rejects.append(self._reject(batch, i, e))
+                continue
+            keep.append(i)
+        self._report(rejects)
+        return keep, images
+
 
 class ImagePreprocessor(_DecodingStage):
     """Adds ``pixels`` float32 [B, 3, S, S] (the encoder's normalisation); undecodable rows dropped.
@@ -113,18 +126,12 @@ class ImagePreprocessor(_DecodingStage):
         return normalize(image, self.spec)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keep, pixels, rejects = [], [], []
-        for i in range(len(batch["path"])):
-            try:
-                image = decode_image(str(batch["path"][i]))
-            except ImageDecodeError as e:
-                rejects.append(self._reject(batch, i, e))
-                continue
-            keys = (str(_cell(batch, "image_id", i) or batch["path"][i]),
-                    str(_cell(batch, "caption", i) or ""))
-            pixels.append(self.transform(image, *keys))
-            keep.append(i)
-        self._report(rejects)
+        keep, images = self._decode_rows(batch)
+        pixels = [
+            self.transform(image, str(_cell(batch, "image_id", i) or batch["path"][i]),
+                           str(_cell(batch, "caption", i) or ""))
+            for i, image in zip(keep, images, strict=True)
+        ]
         out = self._keep(batch, keep)
         size = self.spec.image_size
         out["pixels"] = np.stack(pixels) if pixels else np.zeros((0, 3, size, size), np.float32)
@@ -144,16 +151,8 @@ class ImageChecker(_DecodingStage):
     """Decode-only check (``prepare``): adds ``width``/``height``; undecodable rows dropped + rejected."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keep, sizes, rejects = [], [], []
-        for i in range(len(batch["path"])):
-            try:
-                image = decode_image(str(batch["path"][i]))
-            except ImageDecodeError as e:
-                rejects.append(self._reject(batch, i, e))
-                continue
-            sizes.append(image.size)
-            keep.append(i)
-        self._report(rejects)
+        keep, images = self._decode_rows(batch)
+        sizes = [image.size for image in images]
         out = self._keep(batch, keep)
         out["width"] = np.asarray([w for w, _ in sizes], dtype=np.int64)
         out["height"] = np.asarray([h for _, h in sizes], dtype=np.int64)
