@@ -1,32 +1,76 @@
-"""Shared pytest fixtures for every package's tests: offline environment and one Ray per session."""
+"""Shared pytest fixtures for every package's tests: the process environment and one Ray per session."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-# Nothing may reach a model hub, in tests as in CI.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Under `uv run`, Ray 2.60 would start every worker through `uv run` in an uploaded copy of the repo,
-# which is no workspace member and hangs for minutes: workers inherit this venv instead.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+from mgpt_data.ray_runtime import apply_process_env, start_ray
+
+# Offline, quiet, Ray workers on this interpreter: mgpt's one environment definition, before any `import ray`.
+apply_process_env()
 
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray instance for the whole test session (never `ray stop`: it kills every Ray on the box)."""
+    """One private local Ray for the whole test session (never `ray stop`: it kills every Ray on the box)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )  # no runtime_env: local workers inherit this environment, and pooled workers get reused
+    start_ray(num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- LLaMA vocab
+LLAMA_VOCAB_SDIST = ("llama-cpp-python", "0.3.36")
+LLAMA_VOCAB_FILES = tuple(f"ggml-vocab-llama-spm.gguf{ext}" for ext in ("", ".inp", ".out"))
+
+
+def _fetch_llama_vocab(dest):
+    """Unpack llama.cpp's vocab-only LLaMA SentencePiece GGUF (and its reference tokenisations) from the
+    llama-cpp-python source distribution on PyPI (the simple index, sha256-checked) into ``dest``."""
+    import hashlib
+    import os
+    import re
+    import tarfile
+    import tempfile
+    import urllib.request
+    from pathlib import Path
+
+    name, version = LLAMA_VOCAB_SDIST
+    index = (os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
+    with urllib.request.urlopen(f"{index}/{name}/", timeout=60) as response:
+        page = response.read().decode()
+    sdist = f"{name.replace('-', '_')}-{version}.tar.gz"
+    link = next((m for m in re.findall(r'href="([^"]+)"', page) if sdist in m), None)
+    if link is None:
+        raise FileNotFoundError(f"{sdist} not on {index}")
+    url, _, digest = link.partition("#sha256=")
+    models = f"{name.replace('-', '_')}-{version}/vendor/llama.cpp/models"
+    members = {f"{models}/{f}": f for f in LLAMA_VOCAB_FILES}
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / sdist
+        urllib.request.urlretrieve(url, archive)
+        if digest and hashlib.sha256(archive.read_bytes()).hexdigest() != digest:
+            raise ValueError(f"{sdist}: sha256 differs from the index")
+        with tarfile.open(archive) as tar:
+            for member, file_name in members.items():
+                data = tar.extractfile(member)
+                part = dest / f".{file_name}.part"
+                part.write_bytes(data.read())
+                part.replace(dest / file_name)
+
+
+@pytest.fixture(scope="session")
+def llama_vocab_dir():
+    """The cached LLaMA SentencePiece vocab (fetched once from PyPI); skips, saying why, when offline."""
+    from mgpt_vision.paths import cache_dir
+
+    dest = cache_dir() / "vocab"
+    if not all((dest / f).is_file() for f in LLAMA_VOCAB_FILES):
+        try:
+            _fetch_llama_vocab(dest)
+        except OSError as e:
+            pytest.skip(f"LLaMA vocab not cached at {dest} and not fetchable from PyPI: {e}")
+    return dest

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mgpt_data.ray_env import disable_uv_run_workers
+from mgpt_data.ray_runtime import apply_process_env, start_ray
 
-disable_uv_run_workers()  # before anything imports ray
+apply_process_env()  # before anything imports ray
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -27,7 +27,6 @@ from mgpt_data.flickr30k import read_rows  # noqa: E402
 from mgpt_data.images import decode_image  # noqa: E402
 from mgpt_data.iteration import eval_dataset  # noqa: E402
 from mgpt_data.preprocess import ImagePreprocessor  # noqa: E402
-from mgpt_data.ray_env import ensure_ray  # noqa: E402
 from mgpt_data.synthetic import write_synthetic_scenes  # noqa: E402
 
 SPEC = {
@@ -110,7 +109,7 @@ def main() -> None:
             "single process (no workers)": time_passes(local, len(rows), args.passes),
             f"torch DataLoader, {workers} workers": time_passes(loader, len(rows), args.passes),
         }
-        ensure_ray(num_cpus=workers)
+        start_ray(num_cpus=workers, log_to_driver=False)
         results[f"Ray Data, {workers} tasks"] = time_passes(ray_data("tasks"), len(rows), args.passes)
         results[f"Ray Data, actor pool of {workers}"] = time_passes(
             ray_data("actors"), len(rows), args.passes

@@ -32,13 +32,13 @@ def main() -> None:
 
     from mgpt_train.driver_data import ensure_dataset, read_split_rows
     from mgpt_train.modeling import build_model
-    from mgpt_train.run_settings import load_run_settings
+    from mgpt_train.run_settings import RunSettings
     from mgpt_vision import preprocess_images
 
     torch.set_num_threads(os.cpu_count() or 1)
-    settings = load_run_settings(args.preset)
+    settings = RunSettings.load(args.preset)
     ensure_dataset(settings)
-    rows, _ = read_split_rows(settings, settings.data.eval_split, sample_mode="grounded")
+    rows, _ = read_split_rows(settings, settings.eval.split, sample_mode="grounded")
     rows = rows[: args.images]
     images = [Image.open(r["path"]).convert("RGB") for r in rows]
     model = build_model(settings, checkpoint=args.checkpoint).eval()

@@ -71,9 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_settings(args: argparse.Namespace):
-    from mgpt_train.run_settings import load_run_settings, parse_set_options
+    from mgpt_train.run_settings import RunSettings, parse_set_options
 
-    settings = load_run_settings(args.preset, parse_set_options(args.sets))
+    settings = RunSettings.load(args.preset, parse_set_options(args.sets))
     if settings.bridge.load_in_8bit:
         raise SystemExit("this benchmark builds random weights; load_in_8bit is not supported here")
     return settings

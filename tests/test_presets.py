@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mgpt_train.run_settings import load_run_settings
+from mgpt_train.run_settings import RunSettings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(p.stem for p in CONFIGS.glob("*.toml"))
@@ -18,34 +18,34 @@ def test_contract_presets_exist() -> None:
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_loads_and_validates(name: str) -> None:
-    settings = load_run_settings(name, configs_dir=CONFIGS)
+    settings = RunSettings.load(name, configs_dir=CONFIGS)
     assert settings.train.max_epoch >= 1
     assert settings.bridge.template.end_sym
 
 
 def test_default_preset_is_the_embedded_offline_stack() -> None:
-    s = load_run_settings("default", configs_dir=CONFIGS)
+    s = RunSettings.load("default", configs_dir=CONFIGS)
     assert (s.vision.encoder, s.bridge.lm, s.bridge.lm_tuning) == ("efficientnet_lite0", "smollm2", "frozen")
     assert s.vision.freeze_vision and s.train.workers == 2
     assert s.data.synthetic_images and s.data.sample_mode == "per_caption"
 
 
 def test_stage1_uses_no_prompt_and_newline_end_symbol() -> None:
-    s = load_run_settings("minigpt4_stage1", configs_dir=CONFIGS)
+    s = RunSettings.load("minigpt4_stage1", configs_dir=CONFIGS)
     t = s.bridge.template
     assert (t.prompt, t.instructions, t.end_sym, t.max_txt_len) == ("{}", ["<ImageHere>"], "\n", 32)
     assert (s.train.init_lr, s.train.min_lr, s.train.warmup_steps) == (1e-4, 8e-5, 5000)
 
 
 def test_toml_zero_means_none_for_optional_counts() -> None:
-    s = load_run_settings("minigpt4_flickr30k", configs_dir=CONFIGS)
+    s = RunSettings.load("minigpt4_flickr30k", configs_dir=CONFIGS)
     assert s.data.synthetic_images is None and s.data.max_words is None
 
 
 def test_env_beats_preset_and_overrides_beat_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MGPT_TRAIN__INIT_LR", "0.5")
     monkeypatch.setenv("MGPT_TRAIN__BATCH_SIZE", "3")
-    s = load_run_settings("tiny", overrides={"train": {"batch_size": 5}}, configs_dir=CONFIGS)
+    s = RunSettings.load("tiny", overrides={"train": {"batch_size": 5}}, configs_dir=CONFIGS)
     assert s.train.init_lr == 0.5  # env over the preset's 1e-3
     assert s.train.batch_size == 5  # flag over env
     assert s.train.max_epoch == 2  # preset over the package default

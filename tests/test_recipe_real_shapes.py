@@ -6,7 +6,6 @@ the same code path end to end on tiny stand-ins of the same structure (BLIP-2 sn
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ SEED_INSTRUCTIONS = [
     "<Img><ImageHere></Img> Please provide a detailed description of the picture.",
     "<Img><ImageHere></Img> Could you describe the contents of this image for me?",
 ]
-LLAMA_VOCAB = Path(os.environ.get("MGPT_CACHE_DIR") or Path.home() / ".cache" / "mgpt").expanduser() / "vocab"
 LLAMA_GGUF = "ggml-vocab-llama-spm.gguf"
 
 # Stand-in sizes: the recipe's structure (ViT with CLS + ln_vision, Q-Former with 32 queries cross-attending
@@ -78,12 +76,12 @@ class RecipeStandIns:
     tokenizer: str  # "llama-spm" (the LLaMA vocab) or "smollm2" (fallback when the vocab is absent)
 
 
-def _llama_tokenizer():
+def _llama_tokenizer(vocab_dir: Path):
     """The LLaMA SentencePiece vocab (GGUF) normalised as SentencePiece does (see test_vicuna_vocab.py)."""
     from tokenizers import normalizers
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(LLAMA_VOCAB, gguf_file=LLAMA_GGUF)
+    tok = AutoTokenizer.from_pretrained(vocab_dir, gguf_file=LLAMA_GGUF)
     tok.backend_tokenizer.normalizer = normalizers.Sequence(
         [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
     )
@@ -100,10 +98,10 @@ def _fallback_tokenizer():
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-def build_recipe_standins(root: Path, *, seed: int = 0) -> RecipeStandIns:
+def build_recipe_standins(root: Path, *, seed: int = 0, llama_vocab: Path | None = None) -> RecipeStandIns:
     """Write a tiny random BLIP-2 snapshot (``Blip2Model.save_pretrained``) and a tiny random
-    ``LlamaForCausalLM`` + tokenizer (the LLaMA vocab when `.ci/fetch_llama_vocab.sh` has run, else
-    SmolLM2's) under ``root``; point the recipe at them with `recipe_overrides`."""
+    ``LlamaForCausalLM`` + tokenizer (the LLaMA vocab in ``llama_vocab`` when given, else SmolLM2's)
+    under ``root``; point the recipe at them with `recipe_overrides`."""
     from transformers import Blip2Config, Blip2Model, LlamaConfig, LlamaForCausalLM
 
     root = Path(root)
@@ -113,8 +111,8 @@ def build_recipe_standins(root: Path, *, seed: int = 0) -> RecipeStandIns:
         blip2.query_tokens.normal_()  # non-zero queries, as in a trained snapshot
     blip2.save_pretrained(root / "blip2")
 
-    has_llama = (LLAMA_VOCAB / LLAMA_GGUF).is_file()
-    tok = _llama_tokenizer() if has_llama else _fallback_tokenizer()
+    has_llama = llama_vocab is not None
+    tok = _llama_tokenizer(llama_vocab) if has_llama else _fallback_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **TINY_LLAMA
     )
@@ -124,7 +122,7 @@ def build_recipe_standins(root: Path, *, seed: int = 0) -> RecipeStandIns:
 
 
 def recipe_overrides(standins: RecipeStandIns, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``load_run_settings(RECIPE, overrides)`` overrides that put the stand-ins in place of real weights."""
+    """``RunSettings.load(RECIPE, overrides)`` overrides that put the stand-ins in place of real weights."""
     overrides: dict[str, dict[str, Any]] = {
         "vision": {"weights_path": str(standins.blip2_dir)},
         "bridge": {"lm_path": str(standins.lm_dir)},
@@ -135,16 +133,16 @@ def recipe_overrides(standins: RecipeStandIns, **sections: dict[str, Any]) -> di
 
 
 @pytest.fixture(scope="module")
-def standins(tmp_path_factory: pytest.TempPathFactory) -> RecipeStandIns:
-    return build_recipe_standins(tmp_path_factory.mktemp("recipe_standins"))
+def standins(tmp_path_factory: pytest.TempPathFactory, llama_vocab_dir: Path) -> RecipeStandIns:
+    return build_recipe_standins(tmp_path_factory.mktemp("recipe_standins"), llama_vocab=llama_vocab_dir)
 
 
 # ------------------------------------------------------------------------------------------------ the preset
 @pytest.fixture(scope="module")
 def recipe():
-    from mgpt_train.run_settings import load_run_settings
+    from mgpt_train.run_settings import RunSettings
 
-    return load_run_settings(RECIPE)
+    return RunSettings.load(RECIPE)
 
 
 def test_recipe_preset_has_the_seed_hyper_parameters(recipe) -> None:
@@ -193,9 +191,9 @@ def test_recipe_meta_build_has_3149824_trainable_parameters(recipe) -> None:
 # ---------------------------------------------------------------------------------- same code path, tiny size
 def test_standins_build_through_the_recipe_and_train_only_the_projector(standins) -> None:
     from mgpt_bridge import build_vlm
-    from mgpt_train.run_settings import load_run_settings
+    from mgpt_train.run_settings import RunSettings
 
-    settings = load_run_settings(RECIPE, recipe_overrides(standins))
+    settings = RunSettings.load(RECIPE, recipe_overrides(standins))
     model = build_vlm(settings.vision, settings.bridge)
     s = model.summary()
     assert (s["encoder"], s["image_tokens"], s["token_dim"]) == ("blip2_qformer", 32, 32)
@@ -237,10 +235,10 @@ def test_recipe_trains_end_to_end_on_cpu_with_standins(standins, ray_session, tm
     from mgpt_data import write_synthetic_scenes
     from mgpt_train.checkpointing import list_checkpoints, read_trainable
     from mgpt_train.fit import fit
-    from mgpt_train.run_settings import load_run_settings
+    from mgpt_train.run_settings import RunSettings
 
     data_dir = write_synthetic_scenes(tmp_path / "data", 12, seed=3, image_size=64, progress=False)
-    settings = load_run_settings(
+    settings = RunSettings.load(
         RECIPE,
         recipe_overrides(
             standins,

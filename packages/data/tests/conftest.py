@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
-
-# Ray workers must use this interpreter, not re-run `uv run` (see mgpt_data.ray_env); read at ray import.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 HEADER = ["raw", "sentids", "split", "filename", "img_id"]
 SPEC = {

@@ -10,9 +10,8 @@ def test_defaults():
     s = DataSettings()
     assert s.data_dir == Path("data/flickr30k_synthetic")
     assert s.synthetic_images == 600 and s.sample_mode == "per_caption" and s.seed == 42
-    assert (s.train_split, s.eval_split, s.augment, s.hflip, s.max_words) == (
+    assert (s.train_split, s.augment, s.hflip, s.max_words) == (
         "train",
-        "test",
         False,
         False,
         50,

@@ -12,7 +12,8 @@ def test_defaults():
     s = EvalSettings()
     assert s.metrics == list(DEFAULT_METRICS) and "SPICE" not in s.metrics
     assert (s.bootstrap_resamples, s.confidence, s.seed, s.scale_100) == (1000, 0.95, 0, True)
-    assert (s.split, s.checkpoints, s.max_images, s.chair, s.spice_jars) == ("test", "all", None, True, None)
+    assert (s.split, s.checkpoints, s.max_images, s.chair) == ("test", ["all"], None, True)
+    assert s.spice_jars is None
     assert s.chair_vocabularies == ["coco"]
 
 
@@ -45,8 +46,9 @@ def test_validation_messages(kwargs, message):
 
 def test_select_checkpoints():
     available = ["epoch_0", "epoch_1", "epoch_2"]
-    assert select_checkpoints("all", available) == available
-    assert select_checkpoints("last", available) == ["epoch_2"]
-    assert select_checkpoints("baseline, epoch_1", available) == ["baseline", "epoch_1"]
+    assert select_checkpoints(["all"], available) == available
+    assert select_checkpoints(["last"], available) == ["epoch_2"]
+    assert select_checkpoints(["baseline", "epoch_1"], available) == ["baseline", "epoch_1"]
+    assert EvalSettings(checkpoints="baseline, epoch_1").checkpoints == ["baseline", "epoch_1"]
     with pytest.raises(ValueError, match="epoch_9"):
-        select_checkpoints("epoch_9", available)
+        select_checkpoints(["epoch_9"], available)

@@ -1,9 +1,9 @@
 """The Vicuna (MiniGPT-4) template on a real LLaMA SentencePiece vocabulary, token for token as upstream.
 
 The vocabulary is llama.cpp's vocab-only ``ggml-vocab-llama-spm.gguf`` (32000 pieces, the LLaMA/Vicuna v0
-tokenizer) with its reference tokenisations ``.inp``/``.out``, put into the mgpt cache by
-``.ci/fetch_llama_vocab.sh``. Upstream MiniGPT-4 tokenises with the slow SentencePiece
-``LlamaTokenizer``; llama.cpp's reference ids were made to equal SentencePiece's.
+tokenizer) with its reference tokenisations ``.inp``/``.out``, fetched once from the llama-cpp-python
+sdist on PyPI by the root conftest's ``llama_vocab_dir`` fixture. Upstream MiniGPT-4 tokenises with the
+slow SentencePiece ``LlamaTokenizer``; llama.cpp's reference ids were made to equal SentencePiece's.
 
 Found here: transformers' GGUF converter builds a fast tokenizer with ``Metaspace(prepend_scheme="first")``,
 which adds no dummy-prefix '▁' when the text already starts with a space, while SentencePiece (and
@@ -15,7 +15,6 @@ start with a space, so both give the same template ids (asserted below).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,6 @@ from mgpt_bridge import (
 )
 from mgpt_bridge.stopping import stop_id_sequences
 
-VOCAB_DIR = Path(os.environ.get("MGPT_CACHE_DIR") or Path.home() / ".cache" / "mgpt").expanduser() / "vocab"
 GGUF = "ggml-vocab-llama-spm.gguf"
 SEP = "\n__ggml_vocab_test__\n"  # llama.cpp tests/test-tokenizer-0.cpp
 N_IMG = 32
@@ -41,31 +39,24 @@ BEFORE = [835, 29950, 7889, 29901, 529, 25518, 29958]  # '▁###' 'H' 'uman' ':'
 AFTER = [1533, 25518, 29958, 20355, 915, 445, 1967, 297, 9493, 29889, 835, 7900, 22137, 29901, 29871]
 #        '▁</' 'Img' '>' '▁Descri' 'be' '▁this' '▁image' '▁in' '▁detail' '.' '▁###' 'Ass' 'istant' ':' '▁'
 
-pytestmark = pytest.mark.skipif(
-    not (VOCAB_DIR / GGUF).is_file(),
-    reason=f"LLaMA vocab not at {VOCAB_DIR / GGUF}: run .ci/fetch_llama_vocab.sh (it unpacks it from the "
-    "llama-cpp-python sdist)",
-)
-
-
-def _gguf_tokenizer():
+def _gguf_tokenizer(vocab_dir: Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(VOCAB_DIR, gguf_file=GGUF)
+    return AutoTokenizer.from_pretrained(vocab_dir, gguf_file=GGUF)
 
 
 @pytest.fixture(scope="module")
-def gguf_tok():
+def gguf_tok(llama_vocab_dir: Path):
     """The tokenizer exactly as transformers converts the GGUF."""
-    return _gguf_tokenizer()
+    return _gguf_tokenizer(llama_vocab_dir)
 
 
 @pytest.fixture(scope="module")
-def llama_tok():
+def llama_tok(llama_vocab_dir: Path):
     """The GGUF vocab with SentencePiece's own normalisation (the original LLaMA tokenizer.json layout)."""
     from tokenizers import normalizers
 
-    tok = _gguf_tokenizer()
+    tok = _gguf_tokenizer(llama_vocab_dir)
     backend = tok.backend_tokenizer
     backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     backend.pre_tokenizer = None
@@ -73,13 +64,14 @@ def llama_tok():
 
 
 @pytest.fixture(scope="module")
-def reference() -> list[tuple[str, list[int]]]:
+def reference(llama_vocab_dir: Path) -> list[tuple[str, list[int]]]:
     """llama.cpp's (text, ids) pairs: inputs split on SEP (a trailing SEP ends the file), one id line each."""
-    raw = (VOCAB_DIR / f"{GGUF}.inp").read_text(encoding="utf-8")
+    raw = (llama_vocab_dir / f"{GGUF}.inp").read_text(encoding="utf-8")
     texts = raw.split(SEP)
     if raw.endswith(SEP):
         texts = texts[:-1]
-    ids = [[int(t) for t in line.split()] for line in (VOCAB_DIR / f"{GGUF}.out").read_text().splitlines()]
+    lines = (llama_vocab_dir / f"{GGUF}.out").read_text().splitlines()
+    ids = [[int(t) for t in line.split()] for line in lines]
     assert len(texts) == len(ids) >= 40, (len(texts), len(ids))
     return list(zip(texts, ids, strict=True))
 

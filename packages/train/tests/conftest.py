@@ -21,13 +21,13 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def make_settings(tiny_data_dir: Path):
     """``make_settings(output_dir, train={...}, ...)`` → RunSettings from the test preset."""
-    from mgpt_train.run_settings import load_run_settings
+    from mgpt_train.run_settings import RunSettings
 
     def make(output_dir: Path, **sections: dict[str, Any]):
         overrides: dict[str, Any] = {"data": {"data_dir": str(tiny_data_dir)}}
         for name, values in sections.items():
             overrides[name] = {**overrides.get(name, {}), **values}
         overrides["train"] = {"output_dir": str(output_dir), **overrides.get("train", {})}
-        return load_run_settings(PRESET, overrides)
+        return RunSettings.load(PRESET, overrides)
 
     return make

@@ -11,7 +11,6 @@ from mgpt_train.run_settings import (
     RunSettings,
     deep_merge,
     find_configs_dir,
-    load_run_settings,
     parse_set_options,
     resolve_preset,
 )
@@ -21,19 +20,37 @@ PRESET = Path(__file__).parent / "configs" / "tiny_test.toml"
 
 
 def test_preset_then_env_then_overrides(monkeypatch) -> None:
-    s = load_run_settings(PRESET)
+    s = RunSettings.load(PRESET)
     assert (s.vision.encoder, s.bridge.lm, s.train.batch_size, s.train.seed) == ("tiny", "tiny", 2, 42)
     assert s.bridge.template.max_txt_len == 16  # nested [bridge.template] table
     monkeypatch.setenv("MGPT_TRAIN__BATCH_SIZE", "5")
     monkeypatch.setenv("MGPT_TRAIN__SEED", "7")
     monkeypatch.setenv("MGPT_BRIDGE__TEMPLATE__MAX_TXT_LEN", "9")
-    s = load_run_settings(PRESET, {"train": {"seed": 3}})
+    s = RunSettings.load(PRESET, {"train": {"seed": 3}})
     assert (s.train.batch_size, s.train.seed, s.bridge.template.max_txt_len) == (5, 3, 9)
     assert s.train.init_lr == 1e-3  # untouched preset value
 
 
+def test_set_strings_are_the_same_overrides_as_a_dict() -> None:
+    by_strings = RunSettings.load(PRESET, ["train.seed=3", "bridge.template.end_sym=\n"])
+    by_dict = RunSettings.load(PRESET, {"train": {"seed": 3}, "bridge": {"template": {"end_sym": "\n"}}})
+    assert by_strings == by_dict and by_strings.train.seed == 3
+
+
+def test_from_run_dir_reads_settings_json_with_overrides(tmp_path) -> None:
+    from mgpt_train.run_settings import NotARunDirError
+    from mgpt_train.rundir import write_json
+
+    s = RunSettings.load(PRESET, {"train": {"workers": 1}})
+    write_json(tmp_path / "settings.json", s.to_json_dict())
+    assert RunSettings.from_run_dir(tmp_path) == s
+    assert RunSettings.from_run_dir(tmp_path, ["eval.split=val"]).eval.split == "val"
+    with pytest.raises(NotARunDirError, match="not a run directory"):
+        RunSettings.from_run_dir(tmp_path / "nope")
+
+
 def test_json_round_trip_ignores_the_environment(monkeypatch) -> None:
-    s = load_run_settings(PRESET, {"train": {"workers": 1}})
+    s = RunSettings.load(PRESET, {"train": {"workers": 1}})
     monkeypatch.setenv("MGPT_TRAIN__WORKERS", "4")
     assert RunSettings.from_json_dict(s.to_json_dict()) == s
 
@@ -43,7 +60,7 @@ def test_named_presets_and_errors(tmp_path, monkeypatch) -> None:
     (tmp_path / "configs" / "mine.toml").write_text("[train]\nmax_epoch = 7\n")
     monkeypatch.chdir(tmp_path / "configs")
     assert find_configs_dir() == tmp_path / "configs"  # found from a sub-folder too
-    assert load_run_settings("mine").train.max_epoch == 7
+    assert RunSettings.load("mine").train.max_epoch == 7
     with pytest.raises(FileNotFoundError, match="known: mine"):
         resolve_preset("nope")
     monkeypatch.setenv("MGPT_CONFIGS_DIR", str(tmp_path / "elsewhere"))
@@ -55,9 +72,9 @@ def test_unknown_keys_and_bad_values_are_clear(tmp_path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nbatch_sise = 4\n")
     with pytest.raises(ValidationError, match="batch_sise"):
-        load_run_settings(bad)
+        RunSettings.load(bad)
     with pytest.raises(ValueError, match="unknown settings section"):
-        load_run_settings(PRESET, {"trian": {}})
+        RunSettings.load(PRESET, {"trian": {}})
     with pytest.raises(ValidationError, match="min_lr"):
         TrainSettings(init_lr=1e-4, min_lr=1e-3)
     with pytest.raises(ValidationError, match="address"):
@@ -82,7 +99,7 @@ def test_precision_resolution() -> None:
 
 def test_with_absolute_paths(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    s = load_run_settings(PRESET, {"data": {"data_dir": "data/x"}, "train": {"output_dir": "runs"}})
+    s = RunSettings.load(PRESET, {"data": {"data_dir": "data/x"}, "train": {"output_dir": "runs"}})
     a = s.with_absolute_paths()
     assert a.data.data_dir == tmp_path / "data" / "x" and a.train.output_dir == tmp_path / "runs"
     assert a.vision.weights_path is None

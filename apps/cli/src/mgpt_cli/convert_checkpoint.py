@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mgpt_cli.inspect_model import UserError, build_model, trainable_shapes
+from mgpt_bridge.inspect import expected_trainable_shapes
 
 if TYPE_CHECKING:
     import torch
@@ -52,9 +52,13 @@ def detect_direction(src: Path) -> Direction:
     )
 
 
+class UserError(ValueError):
+    """A problem with the user's input (file, shapes): one message, exit code 2."""
+
+
 def expected_shapes(settings: RunSettings) -> dict[str, tuple[int, ...]]:
     """Trainable parameter shapes of the preset's model, from a meta build (no weights, about a second)."""
-    return trainable_shapes(build_model(settings, meta=True))
+    return expected_trainable_shapes(settings.vision, settings.bridge)
 
 
 def _shape_text(shapes: dict[str, tuple[int, ...]]) -> str:

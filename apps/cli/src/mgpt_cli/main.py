@@ -6,11 +6,11 @@ import importlib
 import logging
 import os
 import pkgutil
-import sys
 
 import typer
 
 from mgpt_cli import commands
+from mgpt_cli.errors import mapped_errors
 
 app = typer.Typer(
     name="mgpt",
@@ -25,19 +25,15 @@ def _register_commands() -> None:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(app)
+    for command in app.registered_commands:  # one error → exit-code mapping for every command
+        command.callback = mapped_errors(command.callback)
 
 
 def main() -> None:
-    """Entry point: offline by default, logging to stderr, then dispatch."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not any(arg.startswith("--address") for arg in sys.argv):
-        # Local Ray: workers inherit this venv. (Ray 2.60 would otherwise relaunch them through `uv run`
-        # in an uploaded copy of the repo, which hangs for minutes.) On a cluster the uv hook is kept,
-        # so remote workers get the job's environment.
-        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    """Entry point: mgpt's process environment (offline, quiet Ray), logging to stderr, then dispatch."""
+    from mgpt_data.ray_runtime import apply_process_env
+
+    apply_process_env()
     logging.basicConfig(
         level=os.environ.get("MGPT_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

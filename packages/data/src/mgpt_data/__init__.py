@@ -17,6 +17,7 @@ from mgpt_data.iteration import (
     worker_dataset,
 )
 from mgpt_data.preprocess import ImageChecker, ImagePreprocessor, check_batch, preprocess_batch
+from mgpt_data.ray_runtime import RayUnavailableError, apply_process_env, start_ray
 from mgpt_data.rejects import RejectReason, append_rejects, drain_rejects, start_rejects_sink
 from mgpt_data.settings import DataSettings
 from mgpt_data.synthetic import SCENES_NAME, ensure_data_dir, write_synthetic_scenes
@@ -24,9 +25,9 @@ from mgpt_data.synthetic import SCENES_NAME, ensure_data_dir, write_synthetic_sc
 __all__ = [
     "CSV_NAME", "GROUNDED_NAME", "IMAGES_DIRNAME", "SCENES_NAME",
     "DataSettings", "Flickr30kFormatError", "Flickr30kRead", "Flickr30kRows", "ImageChecker",
-    "ImagePreprocessor", "LocalBatches", "RejectReason",
-    "append_rejects", "check_batch", "check_data_dir", "drain_rejects", "ensure_data_dir", "eval_dataset",
-    "pipeline_kwargs", "preprocess_batch", "read_flickr30k", "read_local", "read_rows", "scan_annotations",
-    "shard_rows", "start_rejects_sink", "train_dataset", "worker_dataset", "write_grounded_json",
-    "write_synthetic_scenes",
+    "ImagePreprocessor", "LocalBatches", "RayUnavailableError", "RejectReason",
+    "append_rejects", "apply_process_env", "check_batch", "check_data_dir", "drain_rejects",
+    "ensure_data_dir", "eval_dataset", "pipeline_kwargs", "preprocess_batch", "read_flickr30k", "read_local",
+    "read_rows", "scan_annotations", "shard_rows", "start_ray", "start_rejects_sink", "train_dataset",
+    "worker_dataset", "write_grounded_json", "write_synthetic_scenes",
 ]

@@ -24,6 +24,7 @@ from mgpt_data.flickr30k import rows_to_dataset, sample_rows
 from mgpt_data.grounded import GROUNDED_NAME, write_grounded_json
 from mgpt_data.preprocess import ImageChecker, check_batch
 from mgpt_data.rejects import append_rejects, count_by_reason, unique_rejects
+from mgpt_data.settings import DataSettings
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ def _decode_local(rows: list[dict[str, Any]], batch_size: int, progress: bool) -
 
 
 def _decode_ray(rows: list[dict[str, Any]], batch_size: int, workers: int) -> tuple[int, list[dict]]:
-    from mgpt_data.ray_env import ensure_ray
+    from mgpt_data.ray_runtime import start_ray
 
-    ensure_ray()
+    start_ray(log_to_driver=False)
     from ray.data import TaskPoolStrategy
 
     from mgpt_data.rejects import drain_rejects, start_rejects_sink
@@ -113,3 +114,47 @@ def check_data_dir(data_dir: str | Path, *, engine: Engine = "auto", batch_size:
     }
     logger.info("checked %s: %d kept, %d rejected", data_dir, len(kept), len(rejects))
     return summary
+
+
+def prepare_data_dir(settings: DataSettings, *, synthetic: int | None = None, engine: Engine = "auto",
+                     progress: bool = True) -> dict[str, Any]:
+    """What ``mgpt prepare`` does: write ``synthetic`` scenes first (or a default synthetic set when the
+    folder has no CSV and ``settings.synthetic_images`` allows it), then :func:`check_data_dir`.
+
+    The summary says how many synthetic images were written (``synthetic_written``, None if none).
+    """
+    from mgpt_data.annotations import csv_path
+    from mgpt_data.synthetic import ensure_data_dir, write_synthetic_scenes
+
+    written = None
+    if synthetic is not None:
+        write_synthetic_scenes(settings.data_dir, synthetic, seed=settings.seed,
+                               image_size=settings.synthetic_image_size, overwrite=True, progress=progress)
+        written = synthetic
+    elif not csv_path(settings.data_dir).is_file():  # ensure_data_dir says why when it may not write
+        ensure_data_dir(settings.data_dir, settings.synthetic_images, seed=settings.seed,
+                        image_size=settings.synthetic_image_size, progress=progress)
+        written = settings.synthetic_images
+    summary = check_data_dir(settings.data_dir, engine=engine, batch_size=settings.preprocess_batch_size,
+                             workers=settings.num_preprocess_workers, progress=progress)
+    summary["synthetic_written"] = written
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The human-readable form of a :func:`prepare_data_dir` / :func:`check_data_dir` summary."""
+    lines = [
+        f"data dir     {summary['data_dir']}",
+        f"csv rows     {summary['csv_rows']}",
+        f"kept images  {summary['kept']}",
+        f"rejected     {summary['rejected_total']}"
+        + "".join(f"\n  {reason:<18} {n}" for reason, n in summary["rejected"].items()),
+        "per split    " + ", ".join(f"{s}: {n}" for s, n in summary["per_split"].items()),
+    ]
+    if summary["warnings"]:
+        lines.append("kept with repairs  " + ", ".join(f"{k}: {v}" for k, v in summary["warnings"].items()))
+    if summary.get("synthetic_written"):
+        lines.append(f"synthetic    wrote {summary['synthetic_written']} images")
+    lines += [f"rejects      {summary['rejects_path']}", f"grounded     {summary['grounded_path']}",
+              f"engine       {summary['engine']} ({summary['seconds']} s)"]
+    return "\n".join(lines)

@@ -119,12 +119,9 @@ def rows_to_dataset(rows: list[dict[str, Any]], *, block_rows: int = 256) -> ray
     Sets ``preserve_order`` on this process's DataContext, so the rows (and everything mapped from
     them) come out in this order.
     """
-    from mgpt_data.ray_env import deterministic_context, disable_uv_run_workers
-
-    disable_uv_run_workers()  # before the first `import ray` (an auto-started Ray reads it)
     import ray.data
 
-    deterministic_context()
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     table = pl.DataFrame(rows, schema=ROW_SCHEMA)
     table = table.to_arrow(compat_level=pl.CompatLevel.oldest())
     n_blocks = max(1, math.ceil(table.num_rows / block_rows))

@@ -38,7 +38,6 @@ class DataSettings(BaseSettings):
     synthetic_image_size: int = Field(224, ge=32, description="side of the synthetic JPEGs")
     sample_mode: SampleMode = "per_caption"
     train_split: str = Field("train", min_length=1)
-    eval_split: str = Field("test", min_length=1)
     augment: bool = False
     hflip: bool = False
     crop_scale: tuple[float, float] = (0.5, 1.0)

@@ -20,7 +20,8 @@ class EvalSettings(BaseSettings):
     ``spice_jars`` is a folder holding ``stanford-corenlp-3.6.0.jar`` and
     ``stanford-corenlp-3.6.0-models.jar``; without it SPICE is reported unavailable, never 0.
     ``scale_100`` only affects tables and charts; JSON/CSV files keep the raw 0–1 (CIDEr 0–10) scale.
-    ``checkpoints``: ``all``, ``last``, ``baseline`` or a comma list of checkpoint names.
+    ``checkpoints``: a list of ``all``, ``last``, ``baseline`` or checkpoint names (a comma string such
+    as ``"baseline,epoch_2"`` from the environment or ``--set`` is split into that list).
     """
 
     model_config = SettingsConfigDict(env_prefix="MGPT_EVAL__", env_nested_delimiter="__", extra="forbid")
@@ -32,7 +33,7 @@ class EvalSettings(BaseSettings):
     seed: int = 0
     scale_100: bool = True
     split: str = "test"
-    checkpoints: str = "all"
+    checkpoints: list[str] = Field(default_factory=lambda: ["all"])
     max_images: int | None = Field(None, ge=1)
     chair: bool = True
     chair_vocabularies: list[str] = Field(default_factory=lambda: ["coco"])
@@ -51,13 +52,15 @@ class EvalSettings(BaseSettings):
             raise ValueError(f"split must be one of {list(SPLITS)}, got {value!r}")
         return value
 
-    @field_validator("checkpoints")
+    @field_validator("checkpoints", mode="before")
     @classmethod
-    def _checkpoints(cls, value: str) -> str:
-        value = value.strip()
-        if not value or any(not part.strip() for part in value.split(",")):
-            raise ValueError("checkpoints must be 'all', 'last', 'baseline' or a comma list of names")
-        return value
+    def _checkpoints(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list | tuple):
+            items = [str(item).strip() for item in items]
+            if not items or not all(items):
+                raise ValueError("checkpoints must be 'all', 'last', 'baseline' or a comma list of names")
+        return items
 
     @field_validator("chair_vocabularies")
     @classmethod
@@ -75,21 +78,22 @@ class EvalSettings(BaseSettings):
         return value
 
 
-def select_checkpoints(spec: str, available: list[str]) -> list[str]:
+def select_checkpoints(spec: list[str], available: list[str]) -> list[str]:
     """Resolve ``EvalSettings.checkpoints`` against the names found in a run (in their given order).
 
-    ``all`` → every name; ``last`` → the last one; otherwise a comma list whose names must all exist
-    (``baseline`` is always accepted: it means the untrained bridge).
+    Each item: ``all`` → every name; ``last`` → the last one; otherwise a name that must exist
+    (``baseline`` is always accepted: it means the untrained bridge). Repeats are dropped.
     """
-    spec = spec.strip()
-    if spec == "all":
-        return list(available)
-    if spec == "last":
-        if not available:
-            raise ValueError("checkpoints='last' but the run has no checkpoints")
-        return [available[-1]]
-    wanted = [part.strip() for part in spec.split(",")]
-    missing = [w for w in wanted if w not in available and w != "baseline"]
-    if missing:
-        raise ValueError(f"checkpoint(s) {missing} not found; available: {available}")
-    return wanted
+    out: list[str] = []
+    for item in spec:
+        if item == "all":
+            out += available
+        elif item == "last":
+            if not available:
+                raise ValueError("checkpoints=['last'] but the run has no checkpoints")
+            out.append(available[-1])
+        elif item in available or item == "baseline":
+            out.append(item)
+        else:
+            raise ValueError(f"checkpoint {item!r} not found; available: {available}")
+    return list(dict.fromkeys(out))

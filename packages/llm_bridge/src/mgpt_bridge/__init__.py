@@ -1,6 +1,8 @@
 """mgpt_bridge: LM loading, projector, MiniGPT-4 prompt template, image splice, VLM and checkpoints."""
 
 from .checkpoint import export_minigpt4, import_minigpt4, load_trainable, save_trainable
+from .inspect import expected_trainable_shapes, inspect_model
+from .inspect_text import format_report
 from .lm_loading import ensure_pad_token, ensure_smollm2_dir, load_lm, smollm2_gguf_path
 from .model import VisionLanguageModel, build_vlm, check_state_dict
 from .projector import build_projector
@@ -35,9 +37,12 @@ __all__ = [
     "check_state_dict",
     "ensure_pad_token",
     "ensure_smollm2_dir",
+    "expected_trainable_shapes",
     "export_minigpt4",
+    "format_report",
     "freeze",
     "import_minigpt4",
+    "inspect_model",
     "is_frozen",
     "load_lm",
     "load_trainable",

@@ -12,6 +12,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteriaList
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from mgpt_vision import count_parameters
+
 from .settings import BridgeSettings, GenerationSettings
 from .splice import splice_image_embeds
 from .stopping import EndSymStoppingCriteria, trim_generation
@@ -211,11 +213,7 @@ class VisionLanguageModel(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count (shared tensors once)."""
-        seen: dict[int, int] = {}
-        for p in self.parameters():
-            if not trainable_only or p.requires_grad:
-                seen[id(p)] = p.numel()
-        return sum(seen.values())
+        return count_parameters(self, trainable_only=trainable_only)
 
     def summary(self) -> dict[str, Any]:
         """What the model is: encoder, LM, image tokens, widths, parameter counts and dtypes."""
@@ -228,7 +226,7 @@ class VisionLanguageModel(nn.Module):
             "token_dim": self.token_dim,
             "lm_hidden": self.lm_hidden,
             "projector": type(self.projector).__name__,
-            "projector_params": sum(p.numel() for p in self.projector.parameters()),
+            "projector_params": count_parameters(self.projector),
             "total_params": self.num_parameters(),
             "trainable_params": self.num_parameters(trainable_only=True),
             "dtype": str(self.lm.get_input_embeddings().weight.dtype).removeprefix("torch."),

@@ -6,6 +6,8 @@ import logging
 
 from torch import nn
 
+from mgpt_vision import count_parameters
+
 from .settings import BridgeSettings
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def apply_lm_tuning(lm: nn.Module, settings: BridgeSettings) -> nn.Module:
         task_type="CAUSAL_LM",
     )
     peft_lm = get_peft_model(lm, config)
-    trainable = sum(p.numel() for p in peft_lm.parameters() if p.requires_grad)
+    trainable = count_parameters(peft_lm, trainable_only=True)
     logger.info(
         "LoRA r=%d on %s: %d trainable LM params", settings.lora_r, settings.lora_target_modules, trainable
     )

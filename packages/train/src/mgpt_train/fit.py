@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mgpt_train.data_order import iters_in_one_pass
+from mgpt_train.loop_config import LoopConfig
 from mgpt_train.progress import MetricsProgress
 from mgpt_train.ray_setup import ensure_ray, worker_env
 from mgpt_train.run_settings import RunSettings
@@ -47,10 +48,11 @@ def _threads(settings: RunSettings) -> int:
 
 def prepare_run(
     settings: RunSettings, run_dir: Path, *, resume: bool, progress: bool = True
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[LoopConfig, list[dict[str, Any]]]:
     """Everything done once on the driver before workers start; returns (loop config, train rows)."""
     from mgpt_train.driver_data import cache_features, check_images, ensure_dataset, read_split_rows
-    from mgpt_train.modeling import build_model, features_cacheable, trainable_parameter_count
+    from mgpt_train.modeling import build_model, features_cacheable
+    from mgpt_vision import count_parameters
 
     ts = settings.train
     rejects = None if resume else run_dir / REJECTS_FILE  # a resumed run keeps its first rejects report
@@ -61,7 +63,7 @@ def prepare_run(
     rows, images = check_images(rows, rejects_path=rejects)
 
     model = build_model(settings)  # converts/caches weights once, here, before any worker needs them
-    n_trainable = trainable_parameter_count(model)
+    n_trainable = count_parameters(model, trainable_only=True)
     logger.info("number of trainable parameters: %d", n_trainable)
     model_summary = model.summary()
     spec = model.preprocess.as_dict() if model.preprocess is not None else None
@@ -69,19 +71,20 @@ def prepare_run(
 
     micro = ts.batch_size * ts.grad_accum_steps
     iters = ts.iters_per_epoch or iters_in_one_pass(len(rows), micro, ts.workers)
-    config: dict[str, Any] = {"settings": settings.to_json_dict(), "run_dir": str(run_dir),
-                              "iters_per_epoch": iters, "threads": _threads(settings),
-                              "preprocess_spec": spec, "features_path": None, "features_fingerprint": None}
+    features_path, fingerprint = None, None
     cacheable, why_not = features_cacheable(settings)
     if cacheable:
         path, fingerprint = cache_features(settings, images, progress=progress)
-        config.update(features_path=str(path), features_fingerprint=fingerprint)
+        features_path = str(path)
     else:
         logger.info("training from pixels (the encoder runs every step): %s", why_not)
+    config = LoopConfig(settings=settings.to_json_dict(), run_dir=str(run_dir), iters_per_epoch=iters,
+                        threads=_threads(settings), preprocess_spec=spec, features_path=features_path,
+                        features_fingerprint=fingerprint)
     write_json(run_dir / SUMMARY_FILE, {
         "trainable_params": n_trainable, "model": model_summary, "data": summary, "train_rows": len(rows),
         "train_images": len(images), "iters_per_epoch": iters, "total_iters": iters * ts.max_epoch,
-        "features_cache": config["features_path"]})
+        "features_cache": features_path})
     return config, rows
 
 
@@ -113,7 +116,7 @@ def fit(
     ensure_ray(settings.train)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config=config.as_dict(),
         scaling_config=ray.train.ScalingConfig(num_workers=ts.workers, use_gpu=ts.use_gpu),
         run_config=ray.train.RunConfig(
             name=CHECKPOINTS_DIR,
@@ -124,9 +127,9 @@ def fit(
         datasets={"train": _quiet_dataset(rows)},
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),  # every worker orders all rows itself
     )
-    total = config["iters_per_epoch"] * ts.max_epoch
+    total = config.iters_per_epoch * ts.max_epoch
     logger.info("training %d workers x batch %d x accum %d, %d iterations/epoch x %d epochs → %s",
-                ts.workers, ts.batch_size, ts.grad_accum_steps, config["iters_per_epoch"], ts.max_epoch,
+                ts.workers, ts.batch_size, ts.grad_accum_steps, config.iters_per_epoch, ts.max_epoch,
                 run_dir)
     with MetricsProgress(run_dir / METRICS_FILE, total=total, enabled=progress):
         result = trainer.fit()

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from mgpt_train.collate import Batcher
+from mgpt_train.loop_config import LoopConfig
 from mgpt_train.metrics_log import MetricsLog
 from mgpt_train.modeling import autocast, build_model
 from mgpt_train.optim import build_optimizer
@@ -57,21 +58,21 @@ def _load_rows(shard: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in shard.iter_rows()]
 
 
-def _make_batcher(config: dict[str, Any], settings: RunSettings, rows: list[dict[str, Any]],
-                  model: Any, rank: int, world_size: int) -> Batcher:
+def _make_batcher(config: LoopConfig, settings: RunSettings, rows: list[dict[str, Any]], rank: int,
+                  world_size: int) -> Batcher:
     common = dict(seed=settings.train.seed, batch_size=settings.train.batch_size, world_size=world_size,
                   rank=rank)
     instructions = list(settings.bridge.template.instructions)
-    if config.get("features_path"):
+    if config.features_path:
         from mgpt_vision import load_feature_cache
 
-        features = load_feature_cache(Path(config["features_path"]), config["features_fingerprint"],
+        features = load_feature_cache(Path(config.features_path), config.features_fingerprint,
                                       ids=sorted({str(r["image_id"]) for r in rows}))
         return Batcher(rows, instructions, features=features, **common)
     from mgpt_data import ImagePreprocessor
 
     data = settings.data
-    spec = config["preprocess_spec"]
+    spec = config.preprocess_spec
 
     def factory(epoch: int) -> ImagePreprocessor:
         return ImagePreprocessor(spec, augment=data.augment, seed=data.seed + epoch, hflip=data.hflip,
@@ -80,22 +81,22 @@ def _make_batcher(config: dict[str, Any], settings: RunSettings, rows: list[dict
     return Batcher(rows, instructions, preprocessor_factory=factory, **common)
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The Ray Train worker function (``TorchTrainer(train_loop_per_worker, train_loop_config=...)``).
 
-    ``config``: ``settings`` (RunSettings JSON), ``run_dir``, ``iters_per_epoch``, ``threads``, and
-    either ``features_path`` + ``features_fingerprint`` or ``preprocess_spec``.
+    ``loop_config`` is `LoopConfig.as_dict()`.
     """
     import ray.train
     import ray.train.torch
 
-    settings = RunSettings.from_json_dict(config["settings"])
+    config = LoopConfig(**loop_config)
+    settings = RunSettings.from_json_dict(config.settings)
     ts = settings.train
-    run_dir = Path(config["run_dir"])
-    iters = int(config["iters_per_epoch"])
+    run_dir = Path(config.run_dir)
+    iters = config.iters_per_epoch
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(int(config["threads"]))
+    torch.set_num_threads(config.threads)
     device = ray.train.torch.get_device()
     precision = resolve_precision(ts.precision, device.type)
     logger.info("worker %d/%d on %s, %d threads, precision %s", rank, world, device,
@@ -103,7 +104,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     model = build_model(settings, device=device)
     rows = _load_rows(ray.train.get_dataset_shard("train"))
-    batcher = _make_batcher(config, settings, rows, model, rank, world)
+    batcher = _make_batcher(config, settings, rows, rank, world)
     optimizer = build_optimizer(model, ts.init_lr, ts.weight_decay, tuple(ts.betas))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     position = Position()
@@ -117,7 +118,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if metrics_log is not None:
         metrics_log.truncate_after(position.global_step)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    settings_json = config["settings"]
+    settings_json = config.settings
     ddp.train()
 
     for epoch in range(position.epoch, ts.max_epoch):

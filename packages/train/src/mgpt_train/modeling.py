@@ -55,7 +55,3 @@ def autocast(precision: str, device_type: str) -> AbstractContextManager:
         return nullcontext()
     return torch.autocast(device_type=device_type, dtype=_AUTOCAST_DTYPES[precision])
 
-
-def trainable_parameter_count(model: torch.nn.Module) -> int:
-    """Number of parameters that require grad."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -7,39 +7,45 @@ with ``__``) > the TOML preset ``configs/<preset>.toml`` (tables ``[vision]``, `
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from mgpt_bridge import BridgeSettings
 from mgpt_data import DataSettings
 from mgpt_eval.settings import EvalSettings
+from mgpt_train.rundir import SETTINGS_FILE, read_json
 from mgpt_train.settings import TrainSettings
 from mgpt_vision.settings import VisionSettings
 
 logger = logging.getLogger(__name__)
 
 CONFIGS_ENV_VAR = "MGPT_CONFIGS_DIR"
+ENV_PREFIX = "MGPT_"
 SECTIONS = ("vision", "bridge", "data", "train", "eval")
-
-# The preset file of the `load_run_settings` call in progress (sources are built per class, not per call).
-_PRESET_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("mgpt_preset_file", default=None)
+#: Overrides in either form: a nested dict, or ``--set`` strings ``section.key=value``.
+Overrides = Mapping[str, Any] | Sequence[str] | None
 
 
 class RunSettings(BaseSettings):
-    """Everything one run needs; ``model_dump(mode="json")`` is what ``settings.json`` holds."""
+    """Everything one run needs; ``model_dump(mode="json")`` is what ``settings.json`` holds.
 
-    model_config = SettingsConfigDict(env_prefix="MGPT_", env_nested_delimiter="__", extra="forbid")
+    Build it with :meth:`load` (a preset + the environment + overrides) or :meth:`from_run_dir`
+    (a run's own ``settings.json``); both are pure functions of their arguments and the environment.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     vision: VisionSettings = Field(default_factory=VisionSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
@@ -56,11 +62,42 @@ class RunSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        preset = _PRESET_FILE.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if preset is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=preset))
-        return tuple(sources)
+        return init_settings, env_settings  # no .env or secrets files: presets are the only files
+
+    @classmethod
+    def load(
+        cls,
+        preset: str | Path | None = "default",
+        overrides: Overrides = None,
+        *,
+        configs_dir: Path | str | None = None,
+    ) -> RunSettings:
+        """Preset TOML → env vars (``MGPT_<SECTION>__<KEY>``) → ``overrides``, highest wins.
+
+        ``overrides``: a nested dict (``{"train": {"batch_size": 4}}``) or ``--set`` strings
+        (``["train.batch_size=4"]``, see :func:`parse_set_options`). ``preset=None`` skips the preset.
+        """
+        layers = [_read_preset(resolve_preset(preset, configs_dir))] if preset is not None else []
+        layers += [EnvSettingsSource(cls, env_prefix=ENV_PREFIX, env_nested_delimiter="__")(),
+                   as_overrides(overrides)]
+        data: dict[str, Any] = {}
+        for layer in layers:
+            data = deep_merge(data, layer)
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"unknown settings section(s) {unknown}; sections are {list(SECTIONS)}")
+        settings = cls.model_validate(data)
+        logger.info("settings: preset %s, overrides %s", preset or "(none)", layers[-1] or "none")
+        return settings
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path | str, overrides: Overrides = None) -> RunSettings:
+        """The settings a run was trained with (``RUN_DIR/settings.json``), with ``overrides`` on top."""
+        path = Path(run_dir) / SETTINGS_FILE
+        if not path.is_file():
+            raise NotARunDirError(f"{run_dir} is not a run directory (no {SETTINGS_FILE}); pass the folder "
+                                  "`mgpt train` wrote under runs/")
+        return cls.from_json_dict(deep_merge(read_json(path), as_overrides(overrides)))
 
     def to_json_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (``settings.json``; what Ray workers receive)."""
@@ -68,8 +105,8 @@ class RunSettings(BaseSettings):
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> RunSettings:
-        """Rebuild from `to_json_dict` output; every key is given, so the environment cannot change it."""
-        return cls(**data)
+        """Rebuild from `to_json_dict` output; validation only, the environment is not read."""
+        return cls.model_validate(data)
 
     def with_absolute_paths(self) -> RunSettings:
         """A copy whose file and folder settings are absolute (Ray workers run in another folder)."""
@@ -80,6 +117,27 @@ class RunSettings(BaseSettings):
             if value is not None:
                 data[section][key] = str(Path(value).expanduser().resolve())
         return RunSettings.from_json_dict(data)
+
+
+class NotARunDirError(FileNotFoundError):
+    """A folder given as a run directory holds no ``settings.json``."""
+
+
+def _read_preset(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"preset {path} is not valid TOML: {e}") from e
+
+
+def as_overrides(overrides: Overrides) -> dict[str, Any]:
+    """Either override form (nested dict or ``--set`` strings) as a nested dict."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    return parse_set_options(list(overrides))
 
 
 def find_configs_dir(start: Path | None = None) -> Path:
@@ -112,29 +170,6 @@ def resolve_preset(preset: str | Path, configs_dir: Path | str | None = None) ->
         known = sorted(p.stem for p in folder.glob("*.toml"))
         raise FileNotFoundError(f"no preset {preset!r} in {folder} (known: {', '.join(known) or 'none'})")
     return path.resolve()
-
-
-def load_run_settings(
-    preset: str | Path | None = "default",
-    overrides: dict[str, Any] | None = None,
-    configs_dir: Path | str | None = None,
-) -> RunSettings:
-    """Preset TOML → env vars → ``overrides`` (nested dict ``{"train": {"batch_size": 4}}``), highest wins.
-
-    ``preset=None`` skips the preset (package defaults → env → overrides).
-    """
-    overrides = overrides or {}
-    unknown = sorted(set(overrides) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"unknown settings section(s) {unknown}; sections are {list(SECTIONS)}")
-    path = None if preset is None else resolve_preset(preset, configs_dir)
-    token = _PRESET_FILE.set(path)
-    try:
-        settings = RunSettings(**overrides)
-    finally:
-        _PRESET_FILE.reset(token)
-    logger.info("settings: preset %s, %d override section(s)", path or "(none)", len(overrides))
-    return settings
 
 
 def parse_set_options(items: list[str]) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from torch import nn
 from transformers import Blip2Config, Blip2QFormerModel, Blip2VisionModel
 
 from mgpt_vision.freeze import Freezable
+from mgpt_vision.params import count_parameters
 from mgpt_vision.preprocess import PreprocessSpec
 from mgpt_vision.timm_encoder import DTYPES
-from mgpt_vision.vision_encoder import VisionEncoder, count_params
+from mgpt_vision.vision_encoder import VisionEncoder
 from mgpt_vision.weights import check_keys, load_strict
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ def build_blip2(
         "vision_width": vc.hidden_size,
         "vision_depth": vc.num_hidden_layers,
         "vision_heads": vc.num_attention_heads,
-        "vision_params": count_params(vision),
+        "vision_params": count_parameters(vision),
         "freeze_vision": freeze_vision,
         "dtype": dtype,
     }
@@ -207,7 +208,7 @@ def build_blip2(
             qformer_queries=cfg.num_query_tokens,
             qformer_width=qc.hidden_size,
             qformer_depth=qc.num_hidden_layers,
-            qformer_params=count_params(queries),
+            qformer_params=count_parameters(queries),
             freeze_qformer=freeze_qformer,
         )
         name = "blip2_qformer"

@@ -13,9 +13,10 @@ from timm.data import resolve_model_data_config
 from torch import nn
 
 from mgpt_vision.freeze import Freezable
+from mgpt_vision.params import count_parameters
 from mgpt_vision.preprocess import PreprocessSpec
 from mgpt_vision.tokens import BackboneTokens, TokenPool
-from mgpt_vision.vision_encoder import VisionEncoder, count_params
+from mgpt_vision.vision_encoder import VisionEncoder
 from mgpt_vision.weights import load_strict, read_weights_file
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def wrap_timm_model(
     info = {
         "feature_shape": list(feat_shape[1:]),
         "frozen": frozen,
-        "backbone_params": count_params(model),
+        "backbone_params": count_parameters(model),
         **(details or {}),
     }
     return VisionEncoder(

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from mgpt_vision.freeze import Freezable
+from mgpt_vision.params import count_parameters
 from mgpt_vision.preprocess import PreprocessSpec
 from mgpt_vision.timm_encoder import DTYPES
 from mgpt_vision.tokens import BackboneTokens, TokenPool, grid_side
-from mgpt_vision.vision_encoder import VisionEncoder, count_params
+from mgpt_vision.vision_encoder import VisionEncoder
 
 TINY_IMAGE_SIZE = 32
 TINY_DIM = 32
@@ -77,7 +78,7 @@ def build_tiny(
             "seed": seed,
             "grid": [grid, grid],
             "frozen": frozen,
-            "backbone_params": count_params(model),
+            "backbone_params": count_parameters(model),
             "dtype": dtype,
         },
     )

@@ -10,12 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mgpt_vision.params import count_parameters
 from mgpt_vision.preprocess import PreprocessSpec, preprocess_images
-
-
-def count_params(module: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of parameters (works on meta modules)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 @dataclass
@@ -50,7 +46,7 @@ class VisionEncoder:
             "num_tokens": self.num_tokens,
             "token_dim": self.token_dim,
             "preprocess": self.preprocess.as_dict(),
-            "params": count_params(self.module),
-            "trainable_params": count_params(self.module, trainable_only=True),
+            "params": count_parameters(self.module),
+            "trainable_params": count_parameters(self.module, trainable_only=True),
             **self.details,
         }

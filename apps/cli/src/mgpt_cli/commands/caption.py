@@ -39,23 +39,20 @@ def register(app: typer.Typer) -> None:
         """Print one caption per image."""
         from PIL import Image, UnidentifiedImageError
 
-        from mgpt_cli.captioning import caption_images, load_captioner
+        from mgpt_train.captioning import caption_images, load_captioner
+        from mgpt_train.run_settings import RunSettings
 
         if run is not None:
-            from mgpt_cli.run_loading import load_run
             from mgpt_train.checkpointing import list_checkpoints
 
-            settings = load_run(run)
+            settings = RunSettings.from_run_dir(run)
             if checkpoint is None:
                 found = list_checkpoints(run)
                 checkpoint = found[-1] if found else None
         else:
-            from mgpt_train.run_settings import load_run_settings
-
-            settings = load_run_settings(preset)
+            settings = RunSettings.load(preset)
         if checkpoint is not None and not checkpoint.exists():
-            typer.echo(f"error: checkpoint {checkpoint} does not exist", err=True)
-            raise typer.Exit(2)
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
         pictures = []
         for path in images:
             try:

@@ -38,16 +38,10 @@ def convert(
     model's trainable parameters (built on the meta device, no weights needed).
     """
     from mgpt_cli.convert_checkpoint import convert as run_convert
-    from mgpt_cli.inspect_model import UserError, load_settings
+    from mgpt_train.run_settings import RunSettings
 
-    try:
-        settings = load_settings(preset, set_)
-        done = run_convert(
-            src, dst, settings, preset=preset, to=None if to is None else to.value, force=force
-        )
-    except UserError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1) from None
+    settings = RunSettings.load(preset, set_)
+    done = run_convert(src, dst, settings, preset=preset, to=None if to is None else to.value, force=force)
     layout = "mgpt trainable safetensors" if done.direction == "ours" else "MiniGPT-4 .pth"
     typer.echo(f"wrote {done.path} ({layout}), fits preset {preset!r}: {done.params:,} parameters")
     for name, shape in done.shapes.items():

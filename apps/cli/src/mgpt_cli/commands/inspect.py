@@ -7,30 +7,23 @@ from typing import Annotated
 
 import typer
 
+from mgpt_cli.options import PresetOption, SetOption
+
 
 def inspect(
-    preset: Annotated[str, typer.Option(help="preset name in configs/ or a path to a .toml")] = "default",
-    meta: Annotated[
-        bool, typer.Option("--meta", help="build on the meta device: shapes only, no weights, seconds")
-    ] = False,
+    preset: PresetOption = "default",
+    meta: Annotated[bool, typer.Option(
+        "--meta", help="build on the meta device: shapes only, no weights, seconds")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="override a setting: section.key=value (repeatable)"),
-    ] = None,
+    set_: SetOption = None,
     device: Annotated[str, typer.Option(help="device for a real (non --meta) build")] = "cpu",
 ) -> None:
     """Print the model a preset builds: encoder, LM, projector, trainable parameters, weight memory."""
-    from mgpt_cli.inspect_format import format_report
-    from mgpt_cli.inspect_model import UserError, build_model, describe, load_settings
+    from mgpt_bridge import format_report, inspect_model
+    from mgpt_train.run_settings import RunSettings
 
-    try:
-        settings = load_settings(preset, set_)
-        model = build_model(settings, meta=meta, device=device)
-        report = describe(model, settings, preset=preset, meta=meta)
-    except UserError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1) from None
+    settings = RunSettings.load(preset, set_)
+    report = inspect_model(settings.vision, settings.bridge, meta=meta, device=device, preset=preset)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 

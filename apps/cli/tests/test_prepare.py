@@ -7,18 +7,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from mgpt_cli.commands import prepare
-
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
+    from mgpt_cli.main import app
 
-    @app.callback()
-    def _root() -> None:  # keep `prepare` a sub-command even when it is the only one
-        """mgpt (test shell)."""
-
-    prepare.register(app)
     return app
 
 
@@ -59,13 +52,17 @@ def test_synthetic_then_check_round_trips_with_zero_rejects(app, tmp_path: Path)
     assert text.exit_code == 0 and "kept images  30" in text.stdout and "rejected     0" in text.stdout
 
 
-def test_rejects_do_not_fail_the_command(app, clean_dir: Path):
-    (clean_dir / "flickr30k-images" / "101.jpg").write_bytes(b"garbage")
-    result = run(app, "--data-dir", str(clean_dir), "--engine", "local", "--json")
+def test_rejects_do_not_fail_the_command(app, tmp_path: Path):
+    d = tmp_path / "syn"
+    assert run(app, "--data-dir", str(d), "--synthetic", "10", "--image-size", "48", "--engine", "local",
+               "--json").exit_code == 0
+    broken = sorted((d / "flickr30k-images").glob("*.jpg"))[1]
+    broken.write_bytes(b"garbage")
+    result = run(app, "--data-dir", str(d), "--engine", "local", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["rejected"] == {"unreadable_image": 1} and summary["kept"] == 9
-    assert json.loads((clean_dir / "rejects.jsonl").read_text())["image_id"] == "101"
+    assert json.loads((d / "rejects.jsonl").read_text())["image_id"] == broken.stem
 
 
 def test_folder_without_csv_is_a_clear_error(app, tmp_path: Path):
@@ -108,14 +105,3 @@ def test_registered_in_the_real_cli(tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["kept"] == 5
-
-
-def test_auto_engine_picks_local_for_small_sets():
-    import sys
-
-    from mgpt_data.check import AUTO_RAY_MIN_IMAGES, resolve_engine
-
-    running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-    assert resolve_engine("auto", 600) == ("ray" if running else "local")
-    assert resolve_engine("auto", AUTO_RAY_MIN_IMAGES) == "ray"
-    assert resolve_engine("local", 10**6) == "local" and resolve_engine("ray", 1) == "ray"

@@ -1,4 +1,4 @@
-"""Evaluate a run: the untrained baseline and every chosen checkpoint on the same images.
+"""`evaluate_run`: the untrained baseline and every chosen checkpoint of a run, on the same images.
 
 For each entry, `mgpt_train.predict` generates captions (batched, decoding settings from the run),
 the records go to ``eval/predictions/<name>.jsonl``, and `mgpt_eval` scores them into one row;
@@ -36,20 +36,19 @@ def run_checkpoints(run_dir: Path) -> dict[str, EvalEntry]:
     return {p.name: EvalEntry(p.name, int(p.name.split("_", 1)[1]), p) for p in list_checkpoints(run_dir)}
 
 
-def select_entries(run_dir: Path, spec: str | list[str]) -> list[EvalEntry]:
+def select_entries(run_dir: Path, spec: list[str]) -> list[EvalEntry]:
     """Baseline first, then the checkpoints ``spec`` names: ``all``, ``last``, names, or paths."""
     from mgpt_eval.settings import select_checkpoints
 
     found = run_checkpoints(run_dir)
-    items = [spec] if isinstance(spec, str) else list(spec)
     entries = [EvalEntry(BASELINE, -1, None)]
-    for item in items:
+    for item in spec:
         path = Path(item).expanduser()
         if path.exists():
             epoch = int(path.name.split("_", 1)[1]) if path.name.split("_", 1)[-1].isdigit() else 0
             entries.append(EvalEntry(path.name, epoch, path.resolve()))
             continue
-        for name in select_checkpoints(item, list(found)):
+        for name in select_checkpoints([item], list(found)):
             if name != BASELINE:
                 entries.append(found[name])
     unique: dict[str, EvalEntry] = {}
@@ -58,19 +57,36 @@ def select_entries(run_dir: Path, spec: str | list[str]) -> list[EvalEntry]:
     return list(unique.values())
 
 
-def run_eval(
-    run_dir: Path,
-    settings: RunSettings,
+@dataclass(frozen=True)
+class EvalResult:
+    """What `evaluate_run` wrote: one report row per model (mgpt_eval's row dicts) and the file paths."""
+
+    rows: list[dict[str, Any]]
+    paths: dict[str, Path]
+
+    @property
+    def results_md(self) -> Path:
+        return self.paths["results.md"]
+
+
+def evaluate_run(
+    run_dir: Path | str,
+    settings: RunSettings | None = None,
     *,
-    checkpoints: str | list[str] | None = None,
+    checkpoints: list[str] | None = None,
     split: str | None = None,
     gallery: bool = True,
-) -> dict[str, Any]:
-    """Score baseline + checkpoints of ``run_dir`` and write ``run_dir/eval``; returns the report paths."""
+) -> EvalResult:
+    """Score baseline + checkpoints of ``run_dir`` on ``split`` and write ``run_dir/eval``.
+
+    ``settings`` default to the run's own (``RunSettings.from_run_dir``); ``checkpoints`` to
+    ``settings.eval.checkpoints`` (``["all"]``: every epoch).
+    """
     from mgpt_eval import evaluate_predictions, write_predictions, write_report
     from mgpt_train.predict import predict
 
     run_dir = Path(run_dir)
+    settings = settings or RunSettings.from_run_dir(run_dir)
     split = split or settings.eval.split
     entries = select_entries(run_dir, checkpoints or settings.eval.checkpoints)
     eval_dir = run_dir / "eval"
@@ -91,8 +107,8 @@ def run_eval(
     }
     paths = write_report(eval_dir, rows, meta=meta, scale_100=settings.eval.scale_100)
     if gallery:
-        from mgpt_cli.gallery_report import write_gallery_report
+        from mgpt_train.gallery_report import write_gallery_report
 
         with_gallery = [entries[0]] + ([entries[-1]] if len(entries) > 1 else [])
         paths = dict(paths) | write_gallery_report(eval_dir, settings, with_gallery)
-    return {"rows": rows, "paths": paths}
+    return EvalResult(rows, {k: Path(v) for k, v in paths.items()})

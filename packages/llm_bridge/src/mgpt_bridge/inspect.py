@@ -1,7 +1,7 @@
-"""Build a model from a preset and describe it: parts, shapes, parameter counts, weight memory.
+"""`inspect_model`: build a model from settings and describe it — parts, shapes, parameters, memory.
 
-Used by the ``inspect`` and ``convert`` commands. Heavy imports (torch, transformers, the model
-packages) happen inside the functions so ``--help`` stays fast.
+``meta=True`` builds on the meta device (shapes only, no weights, no GPU: a 7B recipe in seconds).
+Heavy imports happen inside the functions so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mgpt_vision import count_parameters
+
 if TYPE_CHECKING:
     from torch import nn
 
-    from mgpt_bridge import VisionLanguageModel
-    from mgpt_train.run_settings import RunSettings
+    from mgpt_bridge.model import VisionLanguageModel
+    from mgpt_bridge.settings import BridgeSettings
+    from mgpt_vision import VisionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -21,42 +24,25 @@ logger = logging.getLogger(__name__)
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
-class UserError(Exception):
-    """A problem with the user's input (bad preset, file, shapes): printed as one message, no traceback."""
-
-
-def load_settings(preset: str, sets: list[str] | None = None) -> RunSettings:
-    """Preset TOML → env → ``--set section.key=value`` overrides; validation errors become `UserError`."""
-    from pydantic import ValidationError
-
-    from mgpt_train.run_settings import load_run_settings, parse_set_options
-
-    try:
-        overrides = parse_set_options(list(sets or []))
-        return load_run_settings(preset, overrides)
-    except ValidationError as err:
-        raise UserError(f"preset {preset!r} does not validate:\n{err}") from err
-    except (ValueError, FileNotFoundError) as err:
-        raise UserError(str(err)) from err
-
-
-def build_model(settings: RunSettings, *, meta: bool, device: str = "cpu") -> VisionLanguageModel:
-    """``build_vlm`` of the settings' vision + bridge; on meta the LM is cast to ``bridge.lm_dtype`` too
-    (``load_lm`` leaves meta tensors in fp32), so dtypes and memory read as configured."""
+def build_for_inspection(
+    vision: VisionSettings, bridge: BridgeSettings, *, meta: bool, device: str = "cpu"
+) -> VisionLanguageModel:
+    """``build_vlm``; on meta the LM is cast to ``bridge.lm_dtype`` too (``load_lm`` leaves meta
+    tensors in fp32), so dtypes and memory read as configured."""
     import torch
 
-    from mgpt_bridge import build_vlm
     from mgpt_bridge.lm_loading import torch_dtype
+    from mgpt_bridge.model import build_vlm
 
     if not meta and device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device here (use --meta to inspect shapes only)")
+        raise ValueError(f"device {device}: no CUDA device here (inspect with meta=True for shapes only)")
     try:
-        model = build_vlm(settings.vision, settings.bridge, device="meta" if meta else device, meta=meta)
-    except (ValueError, FileNotFoundError) as err:
-        hint = "" if meta else " (--meta builds the shapes without any weights)"
-        raise UserError(f"cannot build the model: {err}{hint}") from err
-    if meta and not settings.bridge.load_in_8bit:
-        model.lm.to(dtype=torch_dtype(settings.bridge.lm_dtype))
+        model = build_vlm(vision, bridge, device="meta" if meta else device, meta=meta)
+    except FileNotFoundError as err:
+        hint = "" if meta else " (a meta build, `inspect --meta`, needs no weights)"
+        raise FileNotFoundError(f"cannot build the model: {err}{hint}") from err
+    if meta and not bridge.load_in_8bit:
+        model.lm.to(dtype=torch_dtype(bridge.lm_dtype))
     return model
 
 
@@ -65,7 +51,12 @@ def trainable_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
 
 
-def encoder_facts(settings: RunSettings) -> dict[str, Any]:
+def expected_trainable_shapes(vision: VisionSettings, bridge: BridgeSettings) -> dict[str, tuple[int, ...]]:
+    """Trainable parameter shapes of the model these settings build, from a meta build (no weights)."""
+    return trainable_shapes(build_for_inspection(vision, bridge, meta=True))
+
+
+def encoder_facts(vision: VisionSettings) -> dict[str, Any]:
     """The vision builder's own facts (tokens, widths, depth, Q-Former) from a meta build of the encoder.
 
     ``build_vlm`` keeps the encoder module but not ``VisionEncoder.details``; a meta build costs
@@ -73,18 +64,11 @@ def encoder_facts(settings: RunSettings) -> dict[str, Any]:
     """
     from mgpt_vision import build_encoder
 
-    summary = build_encoder(settings.vision, meta=True).summary()
+    summary = build_encoder(vision, meta=True).summary()
     keep = {
         k: v for k, v in summary.items() if k not in ("params", "trainable_params", "meta", "tensors_loaded")
     }
     return keep
-
-
-def _count(params) -> int:
-    seen: dict[int, int] = {}
-    for p in params:
-        seen[id(p)] = p.numel()
-    return sum(seen.values())
 
 
 def _lm_int8_bytes(lm: nn.Module) -> int:
@@ -120,7 +104,7 @@ def weight_memory(model: VisionLanguageModel) -> dict[str, dict[str, int]]:
         if module is None:
             continue
         params = list(module.parameters())
-        n = _count(params)
+        n = count_parameters(params)
         row = {dtype: n * size for dtype, size in BYTES.items()}
         row["int8"] = _lm_int8_bytes(module) if name == "lm" else n * 2
         row["configured"] = sum(p.numel() * p.element_size() for p in {id(p): p for p in params}.values())
@@ -144,13 +128,13 @@ def _projector_facts(projector: nn.Module) -> dict[str, Any]:
         "layers": [[m.in_features, m.out_features] for m in linears],
         "in_features": linears[0].in_features if linears else None,
         "out_features": linears[-1].out_features if linears else None,
-        "params": _count(projector.parameters()),
+        "params": count_parameters(projector.parameters()),
         "trainable": any(p.requires_grad for p in projector.parameters()),
         "dtype": _dtype(next(projector.parameters())),
     }
 
 
-def _lm_facts(model: VisionLanguageModel, settings: RunSettings) -> dict[str, Any]:
+def _lm_facts(model: VisionLanguageModel, bridge: BridgeSettings) -> dict[str, Any]:
     lm = model.lm
     config = lm.config
     params = list(lm.parameters())
@@ -162,12 +146,12 @@ def _lm_facts(model: VisionLanguageModel, settings: RunSettings) -> dict[str, An
         "intermediate": getattr(config, "intermediate_size", None),
         "heads": getattr(config, "num_attention_heads", None),
         "vocab": getattr(config, "vocab_size", None),
-        "params": _count(params),
-        "trainable_params": _count(p for p in params if p.requires_grad),
-        "dtype": "int8" if settings.bridge.load_in_8bit else _dtype(lm.get_input_embeddings().weight),
-        "tuning": settings.bridge.lm_tuning,
+        "params": count_parameters(params),
+        "trainable_params": count_parameters(p for p in params if p.requires_grad),
+        "dtype": "int8" if bridge.load_in_8bit else _dtype(lm.get_input_embeddings().weight),
+        "tuning": bridge.lm_tuning,
         "frozen": not any(p.requires_grad for p in params),
-        "path": None if settings.bridge.lm_path is None else str(settings.bridge.lm_path),
+        "path": None if bridge.lm_path is None else str(bridge.lm_path),
         "tokenizer": None if model.tokenizer is None else type(model.tokenizer).__name__,
     }
 
@@ -179,32 +163,33 @@ def _encoder_facts(model: VisionLanguageModel, facts: dict[str, Any]) -> dict[st
         "name": model.encoder_name,
         "tokens": model.num_image_tokens,
         "width": model.token_dim,
-        "params": _count(params),
-        "trainable_params": _count(p for p in params if p.requires_grad),
+        "params": count_parameters(params),
+        "trainable_params": count_parameters(p for p in params if p.requires_grad),
         "frozen": not any(p.requires_grad for p in params),
         "dtype": None if first is None else _dtype(first),
         "details": facts,
     }
 
 
-def describe(model: VisionLanguageModel, settings: RunSettings, *, preset: str, meta: bool) -> dict[str, Any]:
-    """The JSON-able report of ``inspect``."""
+def describe(
+    model: VisionLanguageModel, vision: VisionSettings, bridge: BridgeSettings, *, preset: str | None,
+    meta: bool,
+) -> dict[str, Any]:
+    """The JSON-able report of ``inspect`` for a built ``model``."""
     trainable = trainable_shapes(model)
     by_part: dict[str, int] = {}
-    for name, shape in trainable.items():
-        numel = 1
-        for dim in shape:
-            numel *= dim
-        by_part[name.split(".", 1)[0]] = by_part.get(name.split(".", 1)[0], 0) + numel
-    total = model.num_parameters()
-    n_trainable = model.num_parameters(trainable_only=True)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            by_part[name.split(".", 1)[0]] = by_part.get(name.split(".", 1)[0], 0) + p.numel()
+    total = count_parameters(model)
+    n_trainable = count_parameters(model, trainable_only=True)
     return {
         "preset": preset,
         "meta": meta,
         "device": str(model.device),
-        "encoder": _encoder_facts(model, encoder_facts(settings)),
+        "encoder": _encoder_facts(model, encoder_facts(vision)),
         "projector": _projector_facts(model.projector),
-        "lm": _lm_facts(model, settings),
+        "lm": _lm_facts(model, bridge),
         "image_tokens": model.num_image_tokens,
         "params": {
             "total": total,
@@ -215,10 +200,19 @@ def describe(model: VisionLanguageModel, settings: RunSettings, *, preset: str, 
         },
         "memory_bytes": weight_memory(model),
         "template": {
-            "style": settings.bridge.template.style,
-            "prompt": settings.bridge.template.prompt,
-            "end_sym": settings.bridge.template.end_sym,
-            "max_txt_len": settings.bridge.template.max_txt_len,
-            "instructions": len(settings.bridge.template.instructions),
+            "style": bridge.template.style,
+            "prompt": bridge.template.prompt,
+            "end_sym": bridge.template.end_sym,
+            "max_txt_len": bridge.template.max_txt_len,
+            "instructions": len(bridge.template.instructions),
         },
     }
+
+
+def inspect_model(
+    vision: VisionSettings, bridge: BridgeSettings, *, meta: bool = False, device: str = "cpu",
+    preset: str | None = None,
+) -> dict[str, Any]:
+    """Build the model of ``vision`` + ``bridge`` (on meta: no weights) and return its JSON-able report."""
+    model = build_for_inspection(vision, bridge, meta=meta, device=device)
+    return describe(model, vision, bridge, preset=preset, meta=meta)
