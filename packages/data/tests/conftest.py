@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +36,22 @@ def _write_jpeg(
     return path
 
 
+def _write_png_claiming(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header claims ``width`` x ``height`` 8-bit grey pixels (one scanline of data).
+
+    Past ``PIL.Image.MAX_IMAGE_PIXELS`` this is what a decompression bomb looks like before decoding.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b"")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
 def _good_row(stem: str, split: str = "train", n: int = 5) -> list[str]:
     caps = [f"Caption {k} of image {stem}." for k in range(n)]
     return [json.dumps(caps), json.dumps(list(range(n))), split, f"{stem}.jpg", stem]
@@ -59,6 +77,12 @@ def good_row() -> Callable[..., list[str]]:
 def write_jpeg() -> Callable[..., Path]:
     """``write_jpeg(path, color=..., size=...)`` → a small two-colour JPEG."""
     return _write_jpeg
+
+
+@pytest.fixture
+def write_png_claiming() -> Callable[..., Path]:
+    """``write_png_claiming(path, width, height)`` → a tiny PNG whose header claims that size."""
+    return _write_png_claiming
 
 
 @pytest.fixture
