@@ -32,7 +32,8 @@ NOT_UTF8 = [b"\x80", b"\xff", b"\xfe\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xc3"
 KINDS = ["good", "good", "good", "not_utf8", "oversized", "field_count", "missing", "bad_json", "traversal",
          "missing_file", "directory", "duplicate", "unclosed_quote"]
 TRICKY_JSON = ['["\\ud800"]', "[" * 3000, "1" * 5000, "[" + "1" * 5000 + "]",
-               json.dumps(["a"] * (MAX_CAPTIONS + 1)), "[NaN]", "[1e999]", '["a",]', "\ufeff[]", '["\\u0000"]', '{"a": [' * 2000]
+               json.dumps(["a"] * (MAX_CAPTIONS + 1)), "[NaN]", "[1e999]", '["a",]', "\ufeff[]",
+               '["\\u0000"]', '{"a": [' * 2000]
 TRAVERSAL = ["../x.jpg", "/etc/passwd", "sub/x.jpg", "..", ".", "./x.jpg", "a\x00.jpg", ".jpg", "/",
              "../../../../tmp/x.jpg", "x.jpg/"]
 
