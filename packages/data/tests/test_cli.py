@@ -119,3 +119,21 @@ def test_auto_engine_picks_local_for_small_sets():
     assert resolve_engine("auto", 600) == ("ray" if running else "local")
     assert resolve_engine("auto", AUTO_RAY_MIN_IMAGES) == "ray"
     assert resolve_engine("local", 10**6) == "local" and resolve_engine("ray", 1) == "ray"
+
+
+def test_one_bad_row_costs_only_itself(app, clean_dir: Path):
+    csv_path = clean_dir / "flickr_annotations_30k.csv"
+    lines = csv_path.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b"Caption", b"Capti\xf3n")  # latin-1, not UTF-8
+    lines[5] = lines[5].replace(b"Caption 0", b"C" * 200_000)  # over csv's field limit
+    csv_path.write_bytes(b"".join(lines))
+    (clean_dir / "flickr30k-images" / "107.jpg").unlink()
+    (clean_dir / "flickr30k-images" / "107.jpg").mkdir()
+    result = run(app, "--data-dir", str(clean_dir), "--engine", "local")
+    assert result.exit_code == 0, result.output
+    assert "kept images  7" in result.stdout and "rejected     3" in result.stdout
+    assert "malformed_row      2" in result.stdout and "not_a_file         1" in result.stdout
+    details = [json.loads(x)["detail"] for x in (clean_dir / "rejects.jsonl").read_text().splitlines()]
+    assert details[0].startswith("line 4: field 1 ('raw') has bytes that are not UTF-8 (b'\\xf3'")
+    assert details[1] == "line 6: a field is longer than the 65536-character limit"
+    assert details[2] == "line 9: flickr30k-images/107.jpg is a directory, not an image file"
