@@ -131,6 +131,21 @@ def test_folder_level_errors_are_clear(tmp_path: Path, make_dir, good_row):
         Flickr30kFormatError, match=r"lacks required column\(s\) \['raw', 'split', 'filename'\]"
     ):
         scan_annotations(d)
+    csv_file = d / "flickr_annotations_30k.csv"
+    header_problems = [
+        (b"", "is empty"),
+        (b"raw,split,filename,split\n", r"repeats column\(s\) \['split'\]"),
+        (b'"raw,split,filename\n', r"line 1 \(the header\): not valid CSV"),
+        (b"raw,split,file\xffname\n", r"line 1 \(the header\): field 3 has bytes that are not UTF-8"),
+    ]
+    for body, message in header_problems:
+        csv_file.write_bytes(body)
+        with pytest.raises(Flickr30kFormatError, match=message):
+            scan_annotations(d)
+    csv_file.unlink()
+    csv_file.mkdir()
+    with pytest.raises(Flickr30kFormatError, match="is a directory, not a CSV file"):
+        scan_annotations(d)
 
 
 def test_helpers(tmp_path: Path):

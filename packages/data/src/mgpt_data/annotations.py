@@ -28,7 +28,7 @@ import json
 import logging
 import stat
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,18 +212,17 @@ class _Scan:
 
     def add(self, rec: CsvRecord, columns: dict[str, int]) -> bool:
         """Keep or reject one record; False when it must be re-read from its second line."""
-        guess = {c: rec.fields[i] for c, i in columns.items() if i < len(rec.fields)}
+        named = {c: rec.fields[i] for c, i in columns.items() if i < len(rec.fields)}
         checked = _check_record(rec, columns)
         if isinstance(checked, tuple):
             reason, why = checked
-            if rec.spans_lines:  # likely an unclosed quote that swallowed the rows below: re-read them
+            resync = rec.spans_lines  # likely an unclosed quote that swallowed the rows below: re-read them
+            if resync:
                 why += (f" (the record ran on to line {rec.last_line}; "
                         f"read again from line {rec.first_line + 1})")
-                rec = CsvRecord(rec.first_line, rec.first_line, rec.fields, rec.error)
-                self.reject(rec, reason, why, guess.get("filename"), guess.get("split"))
-                return False
-            self.reject(rec, reason, why, guess.get("filename"), guess.get("split"))
-            return True
+                rec = replace(rec, last_line=rec.first_line)
+            self.reject(rec, reason, why, named.get("filename"), named.get("split"))
+            return not resync
         filename = checked["filename"]
         image_id = filename.split(".")[0]
         problem = None
