@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,22 @@ def _write_jpeg(
     image = Image.new("RGB", size, color)
     image.paste((20, 20, 220), (0, 0, size[0] // 2, size[1] // 2))  # some structure, so crops differ
     image.save(path, "JPEG", quality=95)
+    return path
+
+
+def _write_png_claiming(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header claims ``width`` x ``height`` 8-bit grey pixels (one scanline of data).
+
+    Past ``PIL.Image.MAX_IMAGE_PIXELS`` this is what a decompression bomb looks like before decoding.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b"")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
     return path
 
 
@@ -55,6 +73,12 @@ def good_row() -> Callable[..., list[str]]:
 def write_jpeg() -> Callable[..., Path]:
     """``write_jpeg(path, color=..., size=...)`` → a small two-colour JPEG."""
     return _write_jpeg
+
+
+@pytest.fixture
+def write_png_claiming() -> Callable[..., Path]:
+    """``write_png_claiming(path, width, height)`` → a tiny PNG whose header claims that size."""
+    return _write_png_claiming
 
 
 @pytest.fixture

@@ -55,3 +55,15 @@ def test_normalize_caption():
     assert normalize_caption("  A  b\nc ") == "A b c"
     assert normalize_caption("Hi; there.", lowercase=True, strip_punctuation=True) == "hi there"
     assert normalize_caption("one two three", max_words=2) == "one two"
+
+
+def test_rows_around_a_bad_row_reach_training(clean_dir: Path):
+    csv_path = clean_dir / "flickr_annotations_30k.csv"
+    lines = csv_path.read_bytes().splitlines(keepends=True)
+    lines[2] = b'"[""caf\xe9""]",[0],train,101.jpg,101\r\n'  # image 101's row: not UTF-8, CRLF
+    csv_path.write_bytes(b"".join(line.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for line in lines))
+    read = read_local(clean_dir, split="train", sample_mode="grounded")
+    assert [r["image_id"] for r in read.rows] == ["100", "102", "103", "104", "105"]
+    assert [r["reason"] for r in read.rejects] == ["malformed_row"]
+    assert read.rejects[0]["detail"].startswith("line 3: ") and read.rejects[0]["image_id"] == "101"
+    assert read.summary["csv_rows"] == 10

@@ -188,3 +188,15 @@ def test_meta_build_from_snapshot_config(snapshot: tuple[Path, Blip2Model]) -> N
     enc = build_encoder(VisionSettings(encoder="blip2", weights_path=snapshot[0]), meta=True)
     assert (enc.num_tokens, enc.token_dim, enc.details["tensors_loaded"]) == (4, 32, None)
     assert all(p.is_meta for p in enc.module.parameters())
+
+
+def test_index_cannot_name_shards_outside_the_snapshot(tmp_path: Path) -> None:
+    from mgpt_vision.blip2 import snapshot_weight_files
+
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001.safetensors", "b": "../../elsewhere/evil.safetensors"}}))
+    with pytest.raises(ValueError, match=r"names shard\(s\) outside the snapshot folder: "
+                                         r"\['../../elsewhere/evil.safetensors'\]"):
+        snapshot_weight_files(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "m.safetensors"}}))
+    assert snapshot_weight_files(tmp_path) == [tmp_path / "m.safetensors"]

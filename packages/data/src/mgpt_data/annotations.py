@@ -1,30 +1,38 @@
-"""Read and validate ``flickr_annotations_30k.csv`` (polars, every column as a string).
+"""Read and validate ``flickr_annotations_30k.csv``: every record is kept or rejected with a reason.
 
 The format as users have it: columns ``raw`` (a JSON list of ~5 caption strings), ``sentids`` (a JSON
 list of ints), ``split`` (train/val/test), ``filename`` (``1000092795.jpg``) and ``img_id`` (int);
 the images live in ``flickr30k-images/``. ``image_id`` is ``filename.split(".")[0]``, exactly as the
 seed's prep script derives it.
 
-Each data row ends in exactly one place: a kept image, or a reject with a reason
-(:class:`~mgpt_data.rejects.RejectReason`); repairs that keep a row (blank captions removed from a
-list, unparsable ``sentids``, blank lines) are counted in ``warnings``. Checks, in order: field count
-and required values (``malformed_row``), ``raw`` JSON (``invalid_json``), non-blank captions
-(``empty_captions``), repeated ``image_id`` (``duplicate_id``: the first valid row wins), image file
-present (``missing_file``). Decoding happens later (:mod:`mgpt_data.preprocess`).
+Records come from :class:`~mgpt_data.csv_records.CsvRecords` (Python's csv module over bytes decoded
+with ``surrogateescape``, not polars: see there why), so one bad row never costs the others. Each
+record ends in exactly one place: a kept image, or a reject with a reason
+(:class:`~mgpt_data.rejects.RejectReason`) whose detail starts with its physical line (``line 7: ...``,
+the header is line 1); repairs that keep a row (blank captions removed from a list, unparsable
+``sentids``, blank lines) are counted in ``warnings``. Checks, in order: CSV syntax, bytes that are
+not UTF-8, fields over ``MAX_FIELD_CHARS``, field count, required values and a plain file name
+(all ``malformed_row``), ``raw`` as a JSON list of at most ``MAX_CAPTIONS`` strings
+(``invalid_json``), non-blank captions (``empty_captions``), repeated ``image_id`` (``duplicate_id``:
+the first valid row wins), and the image file: ``missing_file``, ``not_a_file`` (a directory, FIFO,
+...), ``outside_data_dir`` (a symlink that resolves outside ``flickr30k-images/``; link the whole
+folder instead). A record that fails its own checks while spanning several lines (an unclosed quote)
+gives up only its first line and reading resumes on the next. Decoding happens later
+(:mod:`mgpt_data.preprocess`).
 """
 
 from __future__ import annotations
 
-import csv
+import errno
 import json
 import logging
+import stat
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
+from mgpt_data.csv_records import CsvRecord, CsvRecords, printable, undecodable_at
 from mgpt_data.rejects import Reject, RejectReason
 
 logger = logging.getLogger(__name__)
@@ -33,6 +41,7 @@ CSV_NAME = "flickr_annotations_30k.csv"
 IMAGES_DIRNAME = "flickr30k-images"
 COLUMNS = ("raw", "sentids", "split", "filename", "img_id")
 REQUIRED_COLUMNS = ("raw", "split", "filename")
+MAX_CAPTIONS = 100  # per image; Flickr30k has 5, COCO 5-7. More is a malformed row, not 1000s of samples
 _LOG_FIRST = 10  # rejects logged one by one; the rest are only counted (they are all in rejects.jsonl)
 
 
@@ -42,7 +51,11 @@ class Flickr30kFormatError(ValueError):
 
 @dataclass
 class AnnotationScan:
-    """The validated CSV: kept images (in CSV order), rejects and counts."""
+    """The validated CSV: kept images (in CSV order), rejects and counts.
+
+    ``row`` (in images and rejects) indexes ``row_lines``: the (first, last) physical line of each
+    record, kept or rejected, in file order; ``csv_rows`` is their number (blank lines excluded).
+    """
 
     data_dir: Path
     images: list[dict[str, Any]]  # {row, image_id, filename, path, split, captions}
@@ -50,6 +63,7 @@ class AnnotationScan:
     csv_rows: int
     warnings: dict[str, int] = field(default_factory=dict)
     reject_splits: list[str | None] = field(default_factory=list)  # the split each reject's row named
+    row_lines: list[tuple[int, int]] = field(default_factory=list)
 
     def rejects_for(self, split: str | None) -> list[dict[str, Any]]:
         """Rejects of rows in ``split`` plus rows whose split is unknown (all of them for ``None``)."""
@@ -66,125 +80,190 @@ def images_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / IMAGES_DIRNAME
 
 
-def _load_frame(path: Path) -> pl.DataFrame:
+def _open_records(path: Path) -> tuple[CsvRecords, dict[str, int]]:
+    """The CSV's records and ``{column: index}``; folder-level problems raise Flickr30kFormatError."""
     if not path.is_file():
+        what = "is a directory, not a CSV file" if path.is_dir() else "not found"
         raise Flickr30kFormatError(
-            f"{path} not found: a Flickr30k-format folder holds {CSV_NAME} and {IMAGES_DIRNAME}/ "
+            f"{path} {what}: a Flickr30k-format folder holds {CSV_NAME} and {IMAGES_DIRNAME}/ "
             "(`uv run apps/cli prepare --synthetic 600 --data-dir DIR` writes a synthetic one)"
         )
     try:
-        frame = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=True)
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise Flickr30kFormatError(f"cannot parse {path} as CSV: {e}") from e
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        records = CsvRecords.from_file(path)
+    except OSError as e:
+        raise Flickr30kFormatError(f"cannot read {path}: {e.strerror or e}") from e
+    header = records.header
+    if header is None:
+        raise Flickr30kFormatError(f"{path} is empty: expected a header {','.join(COLUMNS)}")
+    if header.error is not None:
+        raise Flickr30kFormatError(f"{path} line 1 (the header): {header.error}")
+    columns = [printable(c).strip() for c in header.fields]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise Flickr30kFormatError(
-            f"{path} lacks required column(s) {missing}; found {frame.columns}, expected {list(COLUMNS)}"
+            f"{path} lacks required column(s) {missing}; found {columns}, expected {list(COLUMNS)}"
         )
-    return frame
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise Flickr30kFormatError(f"{path} repeats column(s) {repeated} in its header")
+    return records, {c: i for i, c in enumerate(columns)}
 
 
-def _field_counts(path: Path, n_rows: int) -> list[int] | None:
-    """Fields per data record (polars truncates long rows, so count them with the csv module)."""
-    with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        counts = [len(rec) for rec in csv.reader(f)][1:]
-    if len(counts) != n_rows:
-        logger.warning("csv and polars disagree on the record count of %s (%d vs %d); "
-                       "rows with extra fields cannot be detected", path, len(counts), n_rows)
-        return None
-    return counts
-
-
-def _parse_captions(raw: str) -> tuple[list[str] | None, str]:
-    """``raw`` → (captions, "") or (None, why it is not a JSON list of strings)."""
+def parse_captions(raw: str) -> tuple[list[str] | None, str]:
+    """``raw`` → (captions, "") or (None, why it is not a JSON list of at most MAX_CAPTIONS strings)."""
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as e:
-        return None, f"raw is not valid JSON: {e}"
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, int digit limit, deep nesting
+        return None, f"raw is not valid JSON: {type(e).__name__}: {printable(str(e))[:200]}"
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        return None, f"raw must be a JSON list of strings, got {type(value).__name__}: {raw[:80]!r}"
+        return None, (f"raw must be a JSON list of strings, got {type(value).__name__}: "
+                      f"{printable(raw[:80])!r}")
+    if len(value) > MAX_CAPTIONS:
+        return None, f"raw holds {len(value)} captions, over the limit of {MAX_CAPTIONS} per image"
+    for k, caption in enumerate(value):
+        at = undecodable_at(caption)
+        if at is not None:
+            return None, f"caption {k} has a lone surrogate escape at character {at} (not valid Unicode)"
     return value, ""
 
 
-def _sentids_ok(value: str | None) -> bool:
+def sentids_ok(value: str | None) -> bool:
+    """``sentids`` is blank or a JSON list of ints (never raises)."""
     if value is None or value.strip() == "":
         return True
     try:
         parsed = json.loads(value)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(parsed, list) and all(isinstance(i, int) for i in parsed)
 
 
-def _check_row(i: int, rec: dict[str, Any], n_fields: int | None, width: int) -> tuple[Reject | None, dict]:
-    """One CSV record → (reject, {}) or (None, partial image dict with captions)."""
-    filename = rec.get("filename")
-    image_id = filename.split(".")[0] if filename else None
-
-    def reject(reason: RejectReason, detail: str) -> tuple[Reject, dict]:
-        return Reject(i, image_id, filename, reason.value, detail), {}
-
-    if n_fields is not None and n_fields != width:
-        return reject(RejectReason.MALFORMED_ROW, f"{n_fields} fields, the header has {width}")
+def _check_record(rec: CsvRecord, columns: dict[str, int]) -> tuple[RejectReason, str] | dict[str, Any]:
+    """A record's own checks → (reason, why) or the parsed values {filename, captions, blank, split}."""
+    if rec.error is not None:
+        return RejectReason.MALFORMED_ROW, rec.error
+    if len(rec.fields) != len(columns):
+        return RejectReason.MALFORMED_ROW, f"{len(rec.fields)} fields, the header has {len(columns)}"
+    value = {c: rec.fields[i] for c, i in columns.items()}
     for col in REQUIRED_COLUMNS:
-        if rec.get(col) is None or not str(rec[col]).strip():
-            return reject(RejectReason.MALFORMED_ROW, f"missing value for column {col!r}")
-    if Path(filename).name != filename or filename in (".", "..") or not image_id:
-        return reject(RejectReason.MALFORMED_ROW, f"filename {filename!r} is not a plain file name")
-    captions, why = _parse_captions(rec["raw"])
+        if not value[col].strip():
+            return RejectReason.MALFORMED_ROW, f"missing value for column {col!r}"
+    filename = value["filename"]
+    if Path(filename).name != filename or filename in (".", "..") or "\x00" in filename \
+            or not filename.split(".")[0]:
+        return RejectReason.MALFORMED_ROW, f"filename {filename!r} is not a plain file name"
+    captions, why = parse_captions(value["raw"])
     if captions is None:
-        return reject(RejectReason.INVALID_JSON, why)
+        return RejectReason.INVALID_JSON, why
     kept = [c for c in captions if c.strip()]
     if not kept:
-        return reject(RejectReason.EMPTY_CAPTIONS, f"{len(captions)} caption(s), none with text")
-    return None, {"captions": kept, "blank": len(captions) - len(kept), "split": rec["split"].strip()}
+        return RejectReason.EMPTY_CAPTIONS, f"{len(captions)} caption(s), none with text"
+    return {"filename": filename, "captions": kept, "blank": len(captions) - len(kept),
+            "split": value["split"].strip(), "sentids": value.get("sentids")}
+
+
+def image_file_problem(img_dir: Path, filename: str) -> tuple[RejectReason, str] | None:
+    """Why ``img_dir/filename`` is not a regular image file inside ``img_dir`` (None when it is)."""
+    path = img_dir / filename
+    shown = f"{IMAGES_DIRNAME}/{filename}"
+    try:
+        st = path.stat()  # follows symlinks
+    except FileNotFoundError:
+        dangling = " (a symlink to a missing file)" if path.is_symlink() else ""
+        return RejectReason.MISSING_FILE, f"{shown} does not exist{dangling}"
+    except OSError as e:
+        gone = e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR)
+        return (RejectReason.MISSING_FILE if gone else RejectReason.UNREADABLE_IMAGE,
+                f"{shown} cannot be looked up: {e.strerror}")
+    if stat.S_ISDIR(st.st_mode):
+        return RejectReason.NOT_A_FILE, f"{shown} is a directory, not an image file"
+    if not stat.S_ISREG(st.st_mode):
+        return RejectReason.NOT_A_FILE, f"{shown} is not a regular file (a FIFO, socket or device)"
+    if path.is_symlink():
+        target, root = path.resolve(), img_dir.resolve()
+        if not target.is_relative_to(root):
+            return RejectReason.OUTSIDE_DATA_DIR, (
+                f"{shown} is a symlink to {target}, outside {IMAGES_DIRNAME}/ (copy the file in, or "
+                f"make {IMAGES_DIRNAME} itself the link)")
+    return None
+
+
+class _Scan:
+    """Accumulates one pass over the records (see :func:`scan_annotations`)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.img_dir = images_dir(data_dir)
+        self.images: list[dict[str, Any]] = []
+        self.rejects: list[dict[str, Any]] = []
+        self.reject_splits: list[str | None] = []
+        self.row_lines: list[tuple[int, int]] = []
+        self.warnings: Counter[str] = Counter()
+        self.first_line: dict[str, int] = {}  # image_id → line of the row that gave it
+
+    def reject(self, rec: CsvRecord, reason: RejectReason, why: str, filename: str | None,
+               split: str | None) -> None:
+        filename = printable(filename) if filename else None
+        image_id = filename.split(".")[0] if filename else None
+        self.rejects.append(Reject(len(self.row_lines), image_id, filename, reason.value,
+                                   f"line {rec.first_line}: {printable(why)}").as_dict())
+        self.reject_splits.append(printable(split).strip() if split and split.strip() else None)
+        self.row_lines.append((rec.first_line, rec.last_line))
+
+    def add(self, rec: CsvRecord, columns: dict[str, int]) -> bool:
+        """Keep or reject one record; False when it must be re-read from its second line."""
+        named = {c: rec.fields[i] for c, i in columns.items() if i < len(rec.fields)}
+        checked = _check_record(rec, columns)
+        if isinstance(checked, tuple):
+            reason, why = checked
+            resync = rec.spans_lines  # likely an unclosed quote that swallowed the rows below: re-read them
+            if resync:
+                why += (f" (the record ran on to line {rec.last_line}; "
+                        f"read again from line {rec.first_line + 1})")
+                rec = replace(rec, last_line=rec.first_line)
+            self.reject(rec, reason, why, named.get("filename"), named.get("split"))
+            return not resync
+        filename = checked["filename"]
+        image_id = filename.split(".")[0]
+        problem = None
+        if image_id in self.first_line:
+            problem = RejectReason.DUPLICATE_ID, (
+                f"image_id {image_id!r} already given by line {self.first_line[image_id]}")
+        problem = problem or image_file_problem(self.img_dir, filename)
+        if problem is not None:
+            self.reject(rec, *problem, filename, checked["split"])
+            return True
+        if checked["blank"]:
+            self.warnings["blank_captions_removed"] += checked["blank"]
+        if not sentids_ok(checked["sentids"]):
+            self.warnings["invalid_sentids"] += 1
+        self.first_line[image_id] = rec.first_line
+        self.images.append({"row": len(self.row_lines), "image_id": image_id, "filename": filename,
+                            "path": str((self.img_dir / filename).resolve()), "split": checked["split"],
+                            "captions": checked["captions"]})
+        self.row_lines.append((rec.first_line, rec.last_line))
+        return True
 
 
 def scan_annotations(data_dir: str | Path) -> AnnotationScan:
-    """Validate every CSV row of a Flickr30k-format folder (no image is decoded here)."""
+    """Validate every CSV record of a Flickr30k-format folder (no image is decoded here).
+
+    Raises :class:`Flickr30kFormatError` only for the folder or the header; any row problem is a reject.
+    """
     data_dir = Path(data_dir)
     path = csv_path(data_dir)
-    frame = _load_frame(path)
-    counts = _field_counts(path, frame.height)
-    width = len(frame.columns)
-    img_dir = images_dir(data_dir)
-    images: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    reject_splits: list[str | None] = []
-    warnings: Counter[str] = Counter()
-    first_row: dict[str, int] = {}
-    for i, rec in enumerate(frame.iter_rows(named=True)):
-        n_fields = counts[i] if counts is not None else None
-        if all(v is None for v in rec.values()) and n_fields in (0, None):
-            warnings["blank_lines"] += 1
-            continue
-        bad, ok = _check_row(i, rec, n_fields, width)
-        filename = rec.get("filename")
-        image_id = filename.split(".")[0] if filename else None
-        if bad is None and image_id in first_row:
-            bad = Reject(i, image_id, filename, RejectReason.DUPLICATE_ID.value,
-                         f"image_id {image_id!r} already given by row {first_row[image_id]}")
-        if bad is None and not (img_dir / filename).is_file():
-            bad = Reject(i, image_id, filename, RejectReason.MISSING_FILE.value,
-                         f"{IMAGES_DIRNAME}/{filename} does not exist")
-        if bad is not None:
-            rejects.append(bad.as_dict())
-            split = rec.get("split")
-            reject_splits.append(split.strip() if isinstance(split, str) and split.strip() else None)
-            continue
-        if ok["blank"]:
-            warnings["blank_captions_removed"] += ok["blank"]
-        if not _sentids_ok(rec.get("sentids")):
-            warnings["invalid_sentids"] += 1
-        first_row[image_id] = i
-        images.append({"row": i, "image_id": image_id, "filename": filename,
-                       "path": str((img_dir / filename).resolve()), "split": ok["split"],
-                       "captions": ok["captions"]})
-    for r in rejects[:_LOG_FIRST]:
+    records, columns = _open_records(path)
+    scan = _Scan(data_dir)
+    for rec in records:
+        if rec.error is None and rec.fields == []:
+            scan.warnings["blank_lines"] += 1
+        elif not scan.add(rec, columns):
+            records.resume_at(rec.first_line + 1)
+    for r in scan.rejects[:_LOG_FIRST]:
         logger.warning("rejected row %s (%s): %s: %s", r["row"], r["filename"], r["reason"], r["detail"])
-    if len(rejects) > _LOG_FIRST:
-        logger.warning("... and %d more rejected rows (see rejects.jsonl)", len(rejects) - _LOG_FIRST)
-    if warnings:
-        logger.warning("kept with repairs in %s: %s", path, dict(warnings))
-    return AnnotationScan(data_dir, images, rejects, frame.height, dict(sorted(warnings.items())),
-                          reject_splits)
+    if len(scan.rejects) > _LOG_FIRST:
+        logger.warning("... and %d more rejected rows (see rejects.jsonl)", len(scan.rejects) - _LOG_FIRST)
+    if scan.warnings:
+        logger.warning("kept with repairs in %s: %s", path, dict(scan.warnings))
+    return AnnotationScan(data_dir, scan.images, scan.rejects, len(scan.row_lines),
+                          dict(sorted(scan.warnings.items())), scan.reject_splits, scan.row_lines)

@@ -134,7 +134,7 @@ def read_flickr30k(
     rejects_path: str | Path | None = None, caption_options: dict[str, Any] | None = None,
     block_rows: int = 256,
 ) -> Flickr30kRead:
-    """Validate on the driver (polars), then hand the kept rows to Ray Data (see the module docstring)."""
+    """Validate on the driver (`scan_annotations`), then hand the kept rows to Ray Data (polars → Arrow)."""
     local = read_local(data_dir, split=split, sample_mode=sample_mode, caption_options=caption_options,
                        rejects_path=rejects_path)
     dataset = rows_to_dataset(local.rows, block_rows=block_rows)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps
 
 from mgpt_data.rejects import RejectReason
 
@@ -95,15 +95,40 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _check_pixels(image: Image.Image) -> None:
+    """Refuse more pixels than ``Image.MAX_IMAGE_PIXELS`` *before* decoding them.
+
+    PIL itself raises only above twice that limit (and merely warns between 1x and 2x).
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise ImageDecodeError(RejectReason.IMAGE_TOO_LARGE,
+                               f"{width}x{height} = {width * height} pixels, over PIL.Image.MAX_IMAGE_PIXELS "
+                               f"= {limit} (a decompression bomb?)")
+
+
 def decode_image(path: str) -> Image.Image:
-    """Open and fully decode an image file (a truncated file is an error) → RGB."""
+    """Open and fully decode an image file (a truncated file is an error) → RGB.
+
+    Every failure is an :class:`ImageDecodeError` with a reason (``missing_file``, ``not_a_file``,
+    ``image_too_large``, ``unreadable_image``): a hostile file is a reject, never a crash. Decoders
+    fed fuzzed bytes raise more than PIL documents, hence the last, broad ``except``.
+    """
     try:
         with _truncated_images_are_errors(), Image.open(path) as image:
+            _check_pixels(image)
             image.load()
             return to_rgb(image)
+    except ImageDecodeError:
+        raise
     except FileNotFoundError as e:
         raise ImageDecodeError(RejectReason.MISSING_FILE, f"{path} does not exist") from e
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+    except IsADirectoryError as e:
+        raise ImageDecodeError(RejectReason.NOT_A_FILE, f"{path} is a directory, not an image file") from e
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(RejectReason.IMAGE_TOO_LARGE, f"DecompressionBombError: {e}") from e
+    except Exception as e:  # see the docstring
         raise ImageDecodeError(RejectReason.UNREADABLE_IMAGE, f"{type(e).__name__}: {e}") from e
 
 

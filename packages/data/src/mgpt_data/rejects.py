@@ -2,7 +2,8 @@
 
 A reject is one JSON line ``{row, image_id, filename, reason, detail}`` appended to a
 ``rejects.jsonl`` (a data dir's, from ``prepare``; a run dir's, from training). ``row`` is the
-0-based data-row index in the CSV (header excluded), ``None`` when unknown.
+0-based index of the CSV record (header and blank lines excluded), ``None`` when unknown; rejects
+found while reading the CSV start their ``detail`` with the physical line (``line 7: ...``).
 
 Rejects found while *reading* (the CSV) are collected on the driver. Rejects found while *decoding*
 happen inside Ray Data workers: :class:`~mgpt_data.preprocess.ImagePreprocessor` drops the row from
@@ -29,7 +30,10 @@ class RejectReason(StrEnum):
     """Why an input was rejected (the ``reason`` field)."""
 
     MISSING_FILE = "missing_file"
+    NOT_A_FILE = "not_a_file"  # a directory (or FIFO, device) where an image file should be
+    OUTSIDE_DATA_DIR = "outside_data_dir"  # a symlink that resolves outside flickr30k-images/
     UNREADABLE_IMAGE = "unreadable_image"
+    IMAGE_TOO_LARGE = "image_too_large"  # more pixels than PIL.Image.MAX_IMAGE_PIXELS (a decompression bomb)
     MALFORMED_ROW = "malformed_row"
     INVALID_JSON = "invalid_json"
     EMPTY_CAPTIONS = "empty_captions"

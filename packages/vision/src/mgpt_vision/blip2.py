@@ -91,7 +91,12 @@ def snapshot_weight_files(snapshot: Path) -> list[Path]:
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (snapshot / index).is_file():
             weight_map = json.loads((snapshot / index).read_text())["weight_map"]
-            return [snapshot / f for f in sorted(set(weight_map.values()))]
+            names = sorted(set(weight_map.values()))
+            outside = [f for f in names if Path(f).name != f or f in (".", "..")]
+            if outside:  # a shard name from the index never leads out of the snapshot
+                raise ValueError(
+                    f"{snapshot / index} names shard(s) outside the snapshot folder: {outside[:3]}")
+            return [snapshot / f for f in names]
     for single in ("model.safetensors", "pytorch_model.bin"):
         if (snapshot / single).is_file():
             return [snapshot / single]
