@@ -1,6 +1,6 @@
 """Build a model from a preset and describe it: parts, shapes, parameter counts, weight memory.
 
-Used by the ``inspect`` and ``convert`` commands. Heavy imports (torch, transformers, the model
+Used by the ``inspect`` command. Heavy imports (torch, transformers, the model
 packages) happen inside the functions so ``--help`` stays fast.
 """
 
