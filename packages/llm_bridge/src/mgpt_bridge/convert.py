@@ -91,7 +91,10 @@ def _hint(name: str, found: tuple[int, ...], expected: tuple[int, ...]) -> str:
     if len(found) == len(expected) == 2 and found[0] != expected[0]:
         return " (another LLM width: Vicuna-13B is 5120, Vicuna-7B / Llama-2-7B 4096)"
     if len(found) == len(expected) == 2 and found[1] != expected[1]:
-        return " (another image-token width: the Q-Former gives 768, MiniGPT-v2's 4 grouped patches 5632)"
+        return (
+            " (another image-token width: the Q-Former gives 768; without it (Llama-2 variant, MiniGPT-v2)"
+            " 4 grouped patches give 5632: vision.encoder=blip2_noqformer)"
+        )
     return ""
 
 
