@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -89,3 +93,16 @@ def make_tiny_vlm(smol_tokenizer) -> Callable[..., VisionLanguageModel]:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def upstream() -> ModuleType:
+    """``upstream_minigpt4.py`` (stand-ins with upstream MiniGPT-4's module names + its save logic);
+    loaded by path because tests run with ``--import-mode=importlib``."""
+    name = "upstream_minigpt4"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[name]

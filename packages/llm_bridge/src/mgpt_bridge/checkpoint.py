@@ -1,4 +1,4 @@
-"""Trainable-parameter checkpoints (safetensors + JSON metadata) and MiniGPT-4 ``.pth`` import/export."""
+"""Trainable-parameter checkpoints: safetensors + JSON metadata (upstream ``.pth``: ``minigpt4_interop``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,14 @@ from safetensors.torch import save_file
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "mgpt"
-#: upstream MiniGPT-4 name → our VisionLanguageModel name (linear projector).
-MINIGPT4_TO_MGPT = {"llama_proj.weight": "projector.weight", "llama_proj.bias": "projector.bias"}
+#: the trainable parameters' file inside a training checkpoint folder (``checkpoints/epoch_k/``).
+TRAINABLE_FILE = "trainable.safetensors"
+#: beside it: optimizer, scaler, step and RNG states (written by mgpt_train).
+TRAIN_STATE_FILE = "train_state.pt"
 
 
-def _atomic_path(path: Path, write) -> Path:
+def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
@@ -43,7 +46,7 @@ def save_trainable(
         raise ValueError("refusing to save an empty state dict (is anything trainable?)")
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}
     header = {METADATA_KEY: json.dumps(metadata, sort_keys=True, default=str)}
-    return _atomic_path(Path(path), lambda tmp: save_file(tensors, tmp, metadata=header))
+    return atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
 def load_trainable(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -58,54 +61,7 @@ def load_trainable(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     return state_dict, metadata
 
 
-def import_minigpt4(
-    pth_path: str | Path, *, expected_shapes: Mapping[str, tuple[int, ...]] | None = None
-) -> dict[str, torch.Tensor]:
-    """Read an upstream MiniGPT-4 checkpoint (``{"model": {"llama_proj.weight", "llama_proj.bias"}, ...}``)
-    with ``torch.load(weights_only=True)`` and rename to our projector keys.
-
-    Any other key in ``model`` (e.g. LoRA weights) is an error, never silently dropped. With
-    ``expected_shapes`` (e.g. ``{k: tuple(v.shape) for k, v in vlm.trainable_state_dict().items()}``)
-    shapes are checked and a mismatch names both shapes.
-    """
-    checkpoint = torch.load(Path(pth_path), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
-        raise ValueError(
-            f"{pth_path} is not a MiniGPT-4 checkpoint: expected a dict with a 'model' state dict"
-        )
-    model_sd = checkpoint["model"]
-    unknown = sorted(set(model_sd) - set(MINIGPT4_TO_MGPT))
-    missing = sorted(set(MINIGPT4_TO_MGPT) - set(model_sd))
-    if unknown or missing:
-        raise ValueError(
-            f"{pth_path}: MiniGPT-4 import handles exactly {sorted(MINIGPT4_TO_MGPT)}; "
-            f"missing {missing}, unsupported {unknown}"
-        )
-    state_dict = {MINIGPT4_TO_MGPT[k]: v for k, v in model_sd.items()}
-    if expected_shapes is not None:
-        from .model import check_state_dict
-
-        check_state_dict(state_dict, expected_shapes)
-    logger.info(
-        "imported MiniGPT-4 projector %s from %s", tuple(state_dict["projector.weight"].shape), pth_path
-    )
-    return state_dict
-
-
-def export_minigpt4(state_dict: Mapping[str, torch.Tensor], path: str | Path, config: dict[str, Any]) -> Path:
-    """Write our linear projector as an upstream ``{"model": {llama_proj.*}, "config": ...}`` ``.pth``."""
-    reverse = {ours: theirs for theirs, ours in MINIGPT4_TO_MGPT.items()}
-    missing = sorted(set(reverse) - set(state_dict))
-    extra = sorted(set(state_dict) - set(reverse))
-    if missing or extra:
-        raise ValueError(
-            f"MiniGPT-4 export needs exactly a linear projector {sorted(reverse)}; "
-            f"missing {missing}, not exportable {extra}"
-        )
-    model_sd = {reverse[k]: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    payload = {
-        "model": model_sd,
-        "config": json.loads(json.dumps(config, default=str)),
-        "epoch": config.get("epoch"),
-    }
-    return _atomic_path(Path(path), lambda tmp: torch.save(payload, tmp))
+def trainable_file(path: str | Path) -> Path:
+    """A checkpoint folder → its :data:`TRAINABLE_FILE`; a file → itself."""
+    path = Path(path)
+    return path / TRAINABLE_FILE if path.is_dir() else path

@@ -46,16 +46,6 @@ def build_for_inspection(
     return model
 
 
-def trainable_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Name → shape of every parameter that requires grad (what a trainable checkpoint must hold)."""
-    return {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
-
-
-def expected_trainable_shapes(vision: VisionSettings, bridge: BridgeSettings) -> dict[str, tuple[int, ...]]:
-    """Trainable parameter shapes of the model these settings build, from a meta build (no weights)."""
-    return trainable_shapes(build_for_inspection(vision, bridge, meta=True))
-
-
 def encoder_facts(vision: VisionSettings) -> dict[str, Any]:
     """The vision builder's own facts (tokens, widths, depth, Q-Former) from a meta build of the encoder.
 
@@ -176,7 +166,7 @@ def describe(
     meta: bool,
 ) -> dict[str, Any]:
     """The JSON-able report of ``inspect`` for a built ``model``."""
-    trainable = trainable_shapes(model)
+    trainable = model.trainable_shapes()
     by_part: dict[str, int] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:

@@ -203,10 +203,14 @@ class VisionLanguageModel(nn.Module):
         """Only the parameters that require grad (projector, LoRA/LM/encoder when tuned), detached."""
         return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
 
+    def trainable_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name → shape of every parameter that requires grad (what a trainable checkpoint holds)."""
+        return {name: tuple(p.shape) for name, p in self.named_parameters() if p.requires_grad}
+
     def load_trainable_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load exactly the trainable parameters; raise naming missing/unexpected keys, shape mismatches."""
         params = {name: p for name, p in self.named_parameters() if p.requires_grad}
-        check_state_dict(state_dict, {name: tuple(p.shape) for name, p in params.items()})
+        check_state_dict(state_dict, self.trainable_shapes())
         with torch.no_grad():
             for name, param in params.items():
                 param.copy_(state_dict[name].to(device=param.device, dtype=param.dtype))
@@ -236,7 +240,8 @@ class VisionLanguageModel(nn.Module):
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise ``ValueError`` listing missing keys, unexpected keys and shape mismatches (checkpoint/model)."""
+    """Raise ``ValueError`` naming missing keys, unexpected keys and shape mismatches (checkpoint/model);
+    each list shows its first three (a LoRA state dict has hundreds of keys)."""
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = [
@@ -244,13 +249,21 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], expected: Mapping[s
         for k in sorted(set(expected) & set(state_dict))
         if tuple(state_dict[k].shape) != tuple(expected[k])
     ]
+
+    def first(items: list[str]) -> str:
+        return f"{items[:3]}" + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+
     problems = []
     if missing:
-        problems.append(f"missing keys {missing}")
+        problems.append(f"missing keys {first(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
+        problems.append(f"unexpected keys {first(unexpected)}")
     if mismatched:
-        problems.append("shape mismatch " + "; ".join(mismatched))
+        problems.append(
+            "shape mismatch "
+            + "; ".join(mismatched[:3])
+            + (f" (+{len(mismatched) - 3} more)" if len(mismatched) > 3 else "")
+        )
     if problems:
         raise ValueError("trainable state dict does not fit the model: " + " | ".join(problems))
 
@@ -289,6 +302,11 @@ def build_vlm(
     )
     logger.info("built VLM %s", model.summary())
     return model
+
+
+def expected_trainable_shapes(vision: VisionSettings, bridge: BridgeSettings) -> dict[str, tuple[int, ...]]:
+    """What a model built from these settings trains, name → shape, from a meta build (no weights, ~1 s)."""
+    return build_vlm(vision, bridge, device="meta", meta=True).trainable_shapes()
 
 
 def _lm_name(bridge: BridgeSettings) -> str:

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
+# the folder layout's file names are defined once, in mgpt_bridge (convert reads these folders too)
+from mgpt_bridge.checkpoint import TRAIN_STATE_FILE as STATE_FILE
+from mgpt_bridge.checkpoint import TRAINABLE_FILE, trainable_file
 from mgpt_train.rundir import SETTINGS_FILE, write_json
 
 logger = logging.getLogger(__name__)
-
-TRAINABLE_FILE = "trainable.safetensors"
-STATE_FILE = "train_state.pt"
 
 
 # ---------------------------------------------------------------------------- RNG states
@@ -138,7 +138,7 @@ def read_checkpoint_dir(path: Path | str) -> tuple[dict[str, torch.Tensor], dict
 def read_trainable(path: Path | str) -> dict[str, torch.Tensor]:
     """The trainable parameters of a checkpoint folder (or of a ``.safetensors`` file)."""
     path = Path(path)
-    file = path / TRAINABLE_FILE if path.is_dir() else path
+    file = trainable_file(path)
     if not file.is_file():
         raise FileNotFoundError(f"no trainable parameters at {file}")
     return _load_trainable(file)

@@ -1,17 +1,11 @@
-"""`mgpt convert`: MiniGPT-4 ``.pth`` checkpoints ⇄ our trainable safetensors, shapes checked by a preset."""
+"""`mgpt convert`: MiniGPT-4 ``.pth`` ⇄ our trainable safetensors (``mgpt_bridge.convert_checkpoint``)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-
-class Target(StrEnum):
-    ours = "ours"
-    minigpt4 = "minigpt4"
 
 
 def convert(
@@ -23,8 +17,11 @@ def convert(
         str, typer.Option(help="preset whose model the checkpoint must fit (its trainable parameters)")
     ] = "minigpt4_flickr30k",
     to: Annotated[
-        Target | None,
-        typer.Option(help="ours: MiniGPT-4 .pth → safetensors; minigpt4: back (default: from IN's suffix)"),
+        str | None,
+        typer.Option(
+            metavar="[ours|minigpt4]",
+            help="ours: MiniGPT-4 .pth → safetensors; minigpt4: back (default: from IN's suffix)",
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -34,18 +31,22 @@ def convert(
 ) -> None:
     """Import an original MiniGPT-4 checkpoint into our format, or export ours to MiniGPT-4's layout.
 
-    Upstream files are read with torch.load(weights_only=True) only; shapes must equal the preset
-    model's trainable parameters (built on the meta device, no weights needed).
+    Upstream files are read with torch.load(weights_only=True) only; the tensors must fit the preset
+    model's trainable parameters (built on the meta device, no weights needed). What is left out
+    (buffers, optimizer, scaler, config) is listed, with the reason.
     """
-    from mgpt_cli.convert_checkpoint import convert as run_convert
+    # the package is imported here, not at module level: `mgpt --help` must not load torch
+    from mgpt_bridge import Direction, convert_checkpoint
     from mgpt_train.run_settings import RunSettings
 
     settings = RunSettings.load(preset, set_)
-    done = run_convert(src, dst, settings, preset=preset, to=None if to is None else to.value, force=force)
-    layout = "mgpt trainable safetensors" if done.direction == "ours" else "MiniGPT-4 .pth"
-    typer.echo(f"wrote {done.path} ({layout}), fits preset {preset!r}: {done.params:,} parameters")
-    for name, shape in done.shapes.items():
-        typer.echo(f"  {name:<20} {tuple(shape)} {done.dtypes[name]}")
+    done = convert_checkpoint(src, dst, settings.vision, settings.bridge, to=to, force=force,
+                              target=f"preset {preset!r}")
+    layout = "mgpt trainable safetensors" if done.direction is Direction.ours else "MiniGPT-4 .pth"
+    typer.echo(f"wrote {done.dst} ({layout}; {done.layout}), fits preset {preset!r}: "
+               f"{done.params:,} parameters")
+    for line in done.report():
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:
