@@ -177,7 +177,7 @@ def _encoder_facts(model: VisionLanguageModel, facts: dict[str, Any]) -> dict[st
     first = next(iter(params), None)
     return {
         "name": model.encoder_name,
-        "tokens": model.num_image_tokens,
+        "tokens": model.num_encoder_tokens,
         "width": model.token_dim,
         "params": _count(params),
         "trainable_params": _count(p for p in params if p.requires_grad),
@@ -198,12 +198,19 @@ def describe(model: VisionLanguageModel, settings: RunSettings, *, preset: str, 
         by_part[name.split(".", 1)[0]] = by_part.get(name.split(".", 1)[0], 0) + numel
     total = model.num_parameters()
     n_trainable = model.num_parameters(trainable_only=True)
+    summary = model.summary()
     return {
         "preset": preset,
         "meta": meta,
         "device": str(model.device),
         "encoder": _encoder_facts(model, encoder_facts(settings)),
-        "projector": _projector_facts(model.projector),
+        "projector": {
+            **_projector_facts(model.projector),
+            "label": summary["projector"],  # linear, mlp-3, ldp, ldpv2
+            "kind": summary["projector_kind"],
+            "tokens_in": model.num_encoder_tokens,
+            "tokens_out": model.num_image_tokens,
+        },
         "lm": _lm_facts(model, settings),
         "image_tokens": model.num_image_tokens,
         "params": {

@@ -24,6 +24,7 @@ _LAZY = {
     "build_timm_encoder": "mgpt_vision.timm_encoder",
     "build_tiny": "mgpt_vision.tiny",
     "build_blip2": "mgpt_vision.blip2",
+    "tiny_blip2_model": "mgpt_vision.blip2",
     "build_feature_cache": "mgpt_vision.feature_cache",
     "load_feature_cache": "mgpt_vision.feature_cache",
     "stack_features": "mgpt_vision.feature_cache",
@@ -36,6 +37,7 @@ __all__ = ["PreprocessSpec", "VisionSettings", "cache_dir", "preprocess_images",
 
 if TYPE_CHECKING:  # pragma: no cover
     from mgpt_vision.blip2 import build_blip2 as build_blip2
+    from mgpt_vision.blip2 import tiny_blip2_model as tiny_blip2_model
     from mgpt_vision.efficientnet import build_efficientnet_lite as build_efficientnet_lite
     from mgpt_vision.efficientnet import convert_lite_state_dict as convert_lite_state_dict
     from mgpt_vision.encoder import build_encoder as build_encoder
