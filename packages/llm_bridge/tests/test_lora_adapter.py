@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
 from mgpt_bridge import (
@@ -98,6 +99,9 @@ def test_checkpoint_files_say_what_they_hold(trained, tmp_path) -> None:
     assert (contents.projector, contents.lm_tuning, contents.lora_r) == ("linear", "lora", 4)
     assert contents.lora_target_modules == ("q_proj", "v_proj") and contents.encoder_trained == ()
     assert contents.describe() == "a linear projector, LoRA r=4 on q_proj,v_proj, a frozen encoder"
+    plain = tmp_path / "plain.safetensors"  # a file written without our header: told from its tensors
+    save_file({k: v.contiguous() for k, v in trained.trainable_state_dict().items()}, str(plain))
+    assert read_contents(plain) == contents
 
 
 def test_a_mismatch_is_told_in_one_line(trained, tmp_path) -> None:
