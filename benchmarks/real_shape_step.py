@@ -123,14 +123,17 @@ def build_real_shape_model(settings, device: str):
             lm_config(settings), dtype=torch_dtype(settings.bridge.lm_dtype)
         )
         lm = apply_lm_tuning(lm, settings.bridge)
-        projector = build_projector(settings.bridge.projector, encoder.token_dim, lm.config.hidden_size)
+        projector = build_projector(
+            settings.bridge.projector, encoder.token_dim, lm.config.hidden_size,
+            layers=settings.bridge.projector_layers,
+        )
     return VisionLanguageModel(
         encoder.module,
         projector,
         lm,
         None,
         PromptTemplate(settings.bridge.template, None),
-        num_image_tokens=encoder.num_tokens,
+        num_encoder_tokens=encoder.num_tokens,
         token_dim=encoder.token_dim,
         encoder_name=encoder.name,
         lm_name="llama-7b-random",
@@ -209,13 +212,13 @@ def analytic_flops(vlm, enc_details: dict, batch: int, seq_len: int) -> dict[str
     proj_out = vlm.lm_hidden
     terms = {
         "vit_fwd": 2 * batch * n_vit * vit_tokens,
-        "qformer_fwd": 2 * batch * n_qf * vlm.num_image_tokens,
-        "projector_fwd": 2 * batch * vlm.num_image_tokens * vlm.token_dim * proj_out,
+        "qformer_fwd": 2 * batch * n_qf * vlm.num_encoder_tokens,
+        "projector_fwd": 2 * batch * vlm.num_encoder_tokens * vlm.token_dim * proj_out,
         "lm_fwd": 2 * batch * n_lm * seq_len,
         "lm_attention_fwd": attn,
         "lm_bwd_activation_grads": 2 * batch * n_lm * seq_len,
         "lm_attention_bwd": 2 * attn,
-        "projector_bwd_weight_grad": 2 * batch * vlm.num_image_tokens * vlm.token_dim * proj_out,
+        "projector_bwd_weight_grad": 2 * batch * vlm.num_encoder_tokens * vlm.token_dim * proj_out,
     }
     terms["total"] = sum(terms.values())
     return terms

@@ -49,3 +49,46 @@ def test_env_beats_preset_and_overrides_beat_env(monkeypatch: pytest.MonkeyPatch
     assert s.train.init_lr == 0.5  # env over the preset's 1e-3
     assert s.train.batch_size == 5  # flag over env
     assert s.train.max_epoch == 2  # preset over the package default
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+ABLATIONS = {  # each ablation preset is the default run with exactly these settings changed
+    "ablation_mlp": {"bridge.projector": "mlp"},
+    "ablation_mlp3": {"bridge.projector": "mlp", "bridge.projector_layers": 3},
+    "ablation_ldp": {"bridge.projector": "ldp", "vision.num_tokens": 49},
+    "ablation_ldpv2": {"bridge.projector": "ldpv2", "vision.num_tokens": 49},
+    "ablation_lora": {"bridge.lm_tuning": "lora"},
+    "ablation_lm_random": {"bridge.lm_init": "random", "bridge.lm_tuning": "full"},
+}
+
+
+def test_every_ablation_preset_is_listed() -> None:
+    assert {p for p in PRESETS if p.startswith("ablation_")} == set(ABLATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_ablation_changes_only_its_settings(name: str) -> None:
+    default = _flat(RunSettings.load("default", configs_dir=CONFIGS).to_json_dict())
+    ablation = _flat(RunSettings.load(name, configs_dir=CONFIGS).to_json_dict())
+    changed = {k: v for k, v in ablation.items() if default[k] != v}
+    assert changed == ABLATIONS[name]
+
+
+@pytest.mark.parametrize("name", ["ablation_ldp", "ablation_ldpv2"])
+def test_ldp_presets_feed_the_lm_as_many_tokens_as_the_default(name: str) -> None:
+    """The whole 7×7 EfficientNet map (49 tokens) → LDP halves the grid side → 4×4, the default's 16."""
+    from mgpt_bridge import build_vlm
+
+    s = RunSettings.load(name, configs_dir=CONFIGS)
+    summary = build_vlm(s.vision, s.bridge, meta=True).summary()
+    assert (summary["encoder_tokens"], summary["image_tokens"]) == (49, 16)
+    assert summary["projector"] == s.bridge.projector

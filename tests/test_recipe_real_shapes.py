@@ -23,38 +23,7 @@ SEED_INSTRUCTIONS = [
 LLAMA_GGUF = "ggml-vocab-llama-spm.gguf"
 
 # Stand-in sizes: the recipe's structure (ViT with CLS + ln_vision, Q-Former with 32 queries cross-attending
-# every 2nd layer, LLaMA decoder), with tiny widths.
-TINY_BLIP2 = {
-    "vision_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 28,
-        "patch_size": 14,
-    },
-    "qformer_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "encoder_hidden_size": 32,
-        "cross_attention_frequency": 2,
-        "vocab_size": 100,
-        "max_position_embeddings": 64,
-    },
-    "text_config": {
-        "model_type": "opt",
-        "hidden_size": 32,
-        "ffn_dim": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 4,
-        "vocab_size": 100,
-        "word_embed_proj_dim": 32,
-        "max_position_embeddings": 64,
-    },
-    "num_query_tokens": 32,
-}
+# every 2nd layer: `mgpt_vision.tiny_blip2_model`, LLaMA decoder), with tiny widths.
 TINY_LLAMA = {
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -102,14 +71,13 @@ def build_recipe_standins(root: Path, *, seed: int = 0, llama_vocab: Path | None
     """Write a tiny random BLIP-2 snapshot (``Blip2Model.save_pretrained``) and a tiny random
     ``LlamaForCausalLM`` + tokenizer (the LLaMA vocab in ``llama_vocab`` when given, else SmolLM2's)
     under ``root``; point the recipe at them with `recipe_overrides`."""
-    from transformers import Blip2Config, Blip2Model, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mgpt_vision import tiny_blip2_model
 
     root = Path(root)
     torch.manual_seed(seed)
-    blip2 = Blip2Model(Blip2Config(**TINY_BLIP2)).eval()
-    with torch.no_grad():
-        blip2.query_tokens.normal_()  # non-zero queries, as in a trained snapshot
-    blip2.save_pretrained(root / "blip2")
+    tiny_blip2_model(patch_size=14, num_query_tokens=32, seed=seed).save_pretrained(root / "blip2")
 
     has_llama = llama_vocab is not None
     tok = _llama_tokenizer(llama_vocab) if has_llama else _fallback_tokenizer()

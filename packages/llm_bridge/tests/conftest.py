@@ -84,7 +84,7 @@ def make_tiny_vlm(smol_tokenizer) -> Callable[..., VisionLanguageModel]:
             lm,
             tokenizer,
             PromptTemplate(template or TemplateSettings(), tokenizer),
-            num_image_tokens=4,
+            num_encoder_tokens=4,
             token_dim=24,
             generation=generation,
             encoder_name="patch",

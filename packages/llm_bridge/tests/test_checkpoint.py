@@ -37,6 +37,15 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
         "trainable.safetensors"
     ]  # no temp left
     loaded, loaded_meta = load_trainable(path)
+    assert loaded_meta.pop("contents") == {  # what the tensors are, told by save_trainable itself
+        "projector": "linear",
+        "projector_kind": "linear",
+        "projector_layers": None,
+        "lm_tuning": "lora",
+        "lora_r": 4,
+        "lora_target_modules": ["x"],
+        "encoder_trained": [],
+    }
     assert loaded_meta == meta
     assert set(loaded) == set(sd)
     for name, tensor in sd.items():
@@ -144,7 +153,7 @@ def test_7b_recipe_on_meta_counts_params_and_rejects_13b(tmp_path):
         lm.requires_grad_(False),
         None,
         PromptTemplate(TemplateSettings()),
-        num_image_tokens=32,
+        num_encoder_tokens=32,
         token_dim=768,
         encoder_name="blip2 (meta)",
         lm_name="llama-7b-shapes",

@@ -43,7 +43,7 @@ def test_dtype_follows_the_inputs():
 
 
 def test_slot_count_mismatch_raises():
-    with pytest.raises(ValueError, match=r"\[2, 3\] image slots per row but the encoder gives 3 tokens"):
+    with pytest.raises(ValueError, match=r"\[2, 3\] image slots per row but the projector gives 3 tokens"):
         splice_image_embeds(torch.zeros(2, 6, 4), _mask([[0, 1], [0, 1, 2]], 6), torch.zeros(2, 3, 4))
 
 

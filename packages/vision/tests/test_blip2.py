@@ -9,48 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import Blip2Config, Blip2Model
+from transformers import Blip2Model
 
-from mgpt_vision import VisionSettings, WeightsMismatchError, build_encoder
-
-TINY = {
-    "vision_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 28,
-        "patch_size": 7,
-    },
-    "qformer_config": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "encoder_hidden_size": 32,
-        "vocab_size": 100,
-        "max_position_embeddings": 64,
-    },
-    "text_config": {
-        "model_type": "opt",
-        "hidden_size": 32,
-        "ffn_dim": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 4,
-        "vocab_size": 100,
-        "word_embed_proj_dim": 32,
-        "max_position_embeddings": 64,
-    },
-    "num_query_tokens": 4,
-}
+from mgpt_vision import VisionSettings, WeightsMismatchError, build_encoder, tiny_blip2_model
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Blip2Model]:
-    torch.manual_seed(0)
-    model = Blip2Model(Blip2Config(**TINY)).eval()
-    with torch.no_grad():  # non-zero queries so the test can tell them apart
-        model.query_tokens.normal_()
+    model = tiny_blip2_model(patch_size=7, num_query_tokens=4)  # non-zero queries tell them apart
     path = tmp_path_factory.mktemp("blip2_snapshot")
     model.save_pretrained(path)
     return path, model

@@ -1,13 +1,15 @@
 """mgpt_bridge: LM loading, projector, MiniGPT-4 prompt template, image splice, VLM and checkpoints."""
 
-from .checkpoint import TRAINABLE_FILE, load_trainable, save_trainable, trainable_file
+from .adapter import ADAPTER_DIR, export_merged_lm, save_lora_adapter, write_lora_adapter
+from .checkpoint import TRAINABLE_FILE, load_trainable, read_contents, save_trainable, trainable_file
+from .contents import TrainableContents, describe_trainable
 from .convert import ConvertResult, Direction, check_fits, convert_checkpoint, detect_direction
 from .inspect import inspect_model
 from .inspect_text import format_report
 from .lm_loading import ensure_pad_token, ensure_smollm2_dir, load_lm, smollm2_gguf_path
 from .minigpt4_interop import CheckpointError, Ignored, MiniGPT4Import, export_minigpt4, import_minigpt4
 from .model import VisionLanguageModel, build_vlm, check_state_dict, expected_trainable_shapes
-from .projector import build_projector
+from .projector import PROJECTOR_KINDS, ProjectorSpec, build_projector, projected_tokens
 from .settings import MINIGPT4_INSTRUCTIONS, BridgeSettings, GenerationSettings, TemplateSettings
 from .splice import splice_image_embeds
 from .stopping import EndSymStoppingCriteria, trim_generation
@@ -19,22 +21,26 @@ from .template import (
     build_generation_prompt,
     normalize_caption,
 )
-from .tuning import apply_lm_tuning, freeze, is_frozen
+from .tuning import apply_lm_tuning, freeze, is_frozen, lora_config
 
 __all__ = [
-    "IGNORE_INDEX",
-    "MINIGPT4_INSTRUCTIONS",
-    "TRAINABLE_FILE",
+    "ADAPTER_DIR",
     "BridgeSettings",
     "CheckpointError",
     "ConvertResult",
     "Direction",
     "EndSymStoppingCriteria",
     "GenerationSettings",
+    "IGNORE_INDEX",
     "Ignored",
+    "MINIGPT4_INSTRUCTIONS",
     "MiniGPT4Import",
+    "PROJECTOR_KINDS",
+    "ProjectorSpec",
     "PromptTemplate",
+    "TRAINABLE_FILE",
     "TemplateSettings",
+    "TrainableContents",
     "VisionLanguageModel",
     "apply_lm_tuning",
     "bos_prefix",
@@ -45,10 +51,12 @@ __all__ = [
     "check_fits",
     "check_state_dict",
     "convert_checkpoint",
+    "describe_trainable",
     "detect_direction",
     "ensure_pad_token",
     "ensure_smollm2_dir",
     "expected_trainable_shapes",
+    "export_merged_lm",
     "export_minigpt4",
     "format_report",
     "freeze",
@@ -57,10 +65,15 @@ __all__ = [
     "is_frozen",
     "load_lm",
     "load_trainable",
+    "lora_config",
     "normalize_caption",
+    "projected_tokens",
+    "read_contents",
+    "save_lora_adapter",
     "save_trainable",
     "smollm2_gguf_path",
     "splice_image_embeds",
     "trainable_file",
     "trim_generation",
+    "write_lora_adapter",
 ]

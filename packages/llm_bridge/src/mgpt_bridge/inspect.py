@@ -151,7 +151,7 @@ def _encoder_facts(model: VisionLanguageModel, facts: dict[str, Any]) -> dict[st
     first = next(iter(params), None)
     return {
         "name": model.encoder_name,
-        "tokens": model.num_image_tokens,
+        "tokens": model.num_encoder_tokens,
         "width": model.token_dim,
         "params": count_parameters(params),
         "trainable_params": count_parameters(p for p in params if p.requires_grad),
@@ -173,12 +173,19 @@ def describe(
             by_part[name.split(".", 1)[0]] = by_part.get(name.split(".", 1)[0], 0) + p.numel()
     total = count_parameters(model)
     n_trainable = count_parameters(model, trainable_only=True)
+    summary = model.summary()
     return {
         "preset": preset,
         "meta": meta,
         "device": str(model.device),
         "encoder": _encoder_facts(model, encoder_facts(vision)),
-        "projector": _projector_facts(model.projector),
+        "projector": {
+            **_projector_facts(model.projector),
+            "label": summary["projector"],  # linear, mlp-3, ldp, ldpv2
+            "kind": summary["projector_kind"],
+            "tokens_in": model.num_encoder_tokens,
+            "tokens_out": model.num_image_tokens,
+        },
         "lm": _lm_facts(model, bridge),
         "image_tokens": model.num_image_tokens,
         "params": {

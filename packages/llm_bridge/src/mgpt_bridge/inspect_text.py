@@ -57,8 +57,8 @@ def format_report(report: dict[str, Any]) -> str:
     layers = " → ".join(f"{i}→{o}" for i, o in proj["layers"])
     lines = [f"mgpt model · preset {report['preset']} ({where})", *_encoder_lines(enc)]
     lines.append(
-        f"projector    {proj['type']}({layers}): {_n(proj['params'])} params, "
-        f"{_state(not proj['trainable'])}, {proj['dtype']}"
+        f"projector    {proj['label']} {proj['type']}({layers}): {_n(proj['params'])} params, "
+        f"{_state(not proj['trainable'])}, {proj['dtype']}, tokens {proj['tokens_in']} → {proj['tokens_out']}"
     )
     lines.append(
         f"LM           {lm['name']} ({lm['model_type']}): {lm['layers']} layers, hidden {lm['hidden']}, "

@@ -183,14 +183,17 @@ def _int8_kwargs(device: str | torch.device) -> dict:
 
 
 def _load_pretrained(path: Path, settings: BridgeSettings, device, meta: bool):
-    """Model + tokenizer from a local HF dir (weights only when not ``meta``)."""
+    """Model + tokenizer from a local HF dir (weights only when not ``meta``). ``lm_init="random"`` reads
+    the dir's config only: weights come from the model's own ``init_weights`` under ``settings.seed``."""
     kwargs: dict = {"dtype": torch_dtype(settings.lm_dtype), "local_files_only": True}
     if settings.load_in_8bit and not meta:
         kwargs.update(_int8_kwargs(device))  # fail before reading anything
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if meta:
+    if meta or settings.lm_init == "random":
         config = AutoConfig.from_pretrained(path, local_files_only=True)
-        return _from_config(config, meta=True, seed=settings.seed), tokenizer
+        if not meta:
+            logger.info("lm_init=random: %s initialised from its config (seed %d)", path.name, settings.seed)
+        return _from_config(config, meta=meta, seed=settings.seed), tokenizer
     return AutoModelForCausalLM.from_pretrained(path, **kwargs), tokenizer
 
 

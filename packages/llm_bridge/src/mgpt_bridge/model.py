@@ -14,6 +14,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from mgpt_vision import count_parameters
 
+from .contents import describe_trainable
+from .projector import ProjectorSpec, build_projector, projected_tokens
 from .settings import BridgeSettings, GenerationSettings
 from .splice import splice_image_embeds
 from .stopping import EndSymStoppingCriteria, trim_generation
@@ -27,8 +29,10 @@ logger = logging.getLogger(__name__)
 
 
 class VisionLanguageModel(nn.Module):
-    """Any encoder module giving ``[B, num_image_tokens, token_dim]`` + a projector + a HF causal LM.
+    """Any encoder module giving ``[B, num_encoder_tokens, token_dim]`` + a projector + a HF causal LM.
 
+    The projector may change the token count (``ldp``: 576 → 144); ``num_image_tokens`` is what the LM
+    sees (its image slots), ``num_encoder_tokens`` what the encoder (and the feature cache) gives.
     Frozen parts (no parameter requiring grad) stay in eval mode through ``train()``; a frozen
     encoder runs under ``torch.no_grad()``.
     """
@@ -41,13 +45,15 @@ class VisionLanguageModel(nn.Module):
         tokenizer: PreTrainedTokenizerBase | None,
         template: PromptTemplate,
         *,
-        num_image_tokens: int,
+        num_encoder_tokens: int,
         token_dim: int,
         generation: GenerationSettings | None = None,
         encoder_name: str = "custom",
         lm_name: str = "custom",
         seed: int = 42,
         preprocess: Any = None,
+        projector_spec: ProjectorSpec | None = None,
+        lm_init: str = "pretrained",
     ):
         super().__init__()
         self.encoder = encoder
@@ -55,8 +61,11 @@ class VisionLanguageModel(nn.Module):
         self.lm = lm
         self.tokenizer = tokenizer
         self.template = template
-        self.num_image_tokens = int(num_image_tokens)
+        self.num_encoder_tokens = int(num_encoder_tokens)
+        self.num_image_tokens = projected_tokens(projector, self.num_encoder_tokens)
         self.token_dim = int(token_dim)
+        self.projector_spec = projector_spec
+        self.lm_init = lm_init
         self.generation_settings = generation or GenerationSettings()
         self.encoder_name = encoder_name
         self.lm_name = lm_name
@@ -91,7 +100,8 @@ class VisionLanguageModel(nn.Module):
     def encode_images(
         self, pixels: torch.Tensor | None = None, features: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Project encoder tokens (``pixels`` [B,3,S,S] or cached ``features`` [B,N,D]) to [B,N,lm_hidden]."""
+        """Project encoder tokens (``pixels`` [B,3,S,S] or cached ``features`` [B,N,D]) to [B,M,lm_hidden]
+        (N = ``num_encoder_tokens``, M = ``num_image_tokens``)."""
         if (pixels is None) == (features is None):
             raise ValueError("pass exactly one of pixels= or features=")
         if pixels is not None:
@@ -103,13 +113,19 @@ class VisionLanguageModel(nn.Module):
             else:
                 features = self.encoder(pixels)
         assert features is not None
-        expected = (self.num_image_tokens, self.token_dim)
+        expected = (self.num_encoder_tokens, self.token_dim)
         if features.ndim != 3 or tuple(features.shape[1:]) != expected:
             raise ValueError(
                 f"image features must be [B, {expected[0]}, {expected[1]}], got {tuple(features.shape)}"
             )
         weight = next(self.projector.parameters())
-        return self.projector(features.to(device=weight.device, dtype=weight.dtype))
+        embeds = self.projector(features.to(device=weight.device, dtype=weight.dtype))
+        if tuple(embeds.shape[1:]) != (self.num_image_tokens, self.lm_hidden):
+            raise ValueError(
+                f"the projector gave {tuple(embeds.shape)}, expected [B, {self.num_image_tokens}, "
+                f"{self.lm_hidden}] (a projector changing the token count must define output_tokens)"
+            )
+        return embeds
 
     def _embed_prompt(self, batch: Mapping[str, torch.Tensor], image_embeds: torch.Tensor) -> torch.Tensor:
         embedding = self.lm.get_input_embeddings()
@@ -208,9 +224,18 @@ class VisionLanguageModel(nn.Module):
         return {name: tuple(p.shape) for name, p in self.named_parameters() if p.requires_grad}
 
     def load_trainable_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Load exactly the trainable parameters; raise naming missing/unexpected keys, shape mismatches."""
+        """Load exactly the trainable parameters; raise naming missing/unexpected keys, shape mismatches,
+        led by what differs in words (e.g. "checkpoint holds an mlp-3 projector; this model has a linear
+        projector")."""
         params = {name: p for name, p in self.named_parameters() if p.requires_grad}
-        check_state_dict(state_dict, self.trainable_shapes())
+        expected = self.trainable_shapes()
+        try:
+            check_state_dict(state_dict, expected)
+        except ValueError as err:
+            differs = describe_trainable(state_dict).mismatch(describe_trainable(expected))
+            if differs is None:
+                raise
+            raise ValueError(f"{differs} | {err}") from None
         with torch.no_grad():
             for name, param in params.items():
                 param.copy_(state_dict[name].to(device=param.device, dtype=param.dtype))
@@ -219,17 +244,39 @@ class VisionLanguageModel(nn.Module):
         """Parameter count (shared tensors once)."""
         return count_parameters(self, trainable_only=trainable_only)
 
+    def _lora(self) -> dict[str, Any] | None:
+        """The LoRA hyper-parameters of a peft-wrapped LM (None otherwise)."""
+        config = getattr(self.lm, "peft_config", {}).get("default")
+        if config is None:
+            return None
+        targets = config.target_modules
+        return {
+            "r": config.r,
+            "alpha": config.lora_alpha,
+            "dropout": config.lora_dropout,
+            "target_modules": targets if isinstance(targets, str) else sorted(targets),
+        }
+
     def summary(self) -> dict[str, Any]:
-        """What the model is: encoder, LM, image tokens, widths, parameter counts and dtypes."""
+        """What the model is: encoder, LM, encoder/projected image tokens, widths, the projector, parameter
+        counts and dtypes."""
+        trained = describe_trainable({n: p for n, p in self.named_parameters() if p.requires_grad})
         return {
             "encoder": self.encoder_name,
             "encoder_frozen": is_frozen(self.encoder),
+            "encoder_trained": list(trained.encoder_trained),
             "lm": self.lm_name,
             "lm_frozen": is_frozen(self.lm),
+            "lm_tuning": trained.lm_tuning,
+            "lm_init": self.lm_init,
+            "lora": self._lora(),
+            "encoder_tokens": self.num_encoder_tokens,
             "image_tokens": self.num_image_tokens,
             "token_dim": self.token_dim,
             "lm_hidden": self.lm_hidden,
-            "projector": type(self.projector).__name__,
+            "projector": self.projector_spec.label if self.projector_spec else type(self.projector).__name__,
+            "projector_kind": self.projector_spec.kind if self.projector_spec else "custom",
+            "projector_layers": self.projector_spec.layers if self.projector_spec else None,
             "projector_params": count_parameters(self.projector),
             "total_params": self.num_parameters(),
             "trainable_params": self.num_parameters(trainable_only=True),
@@ -276,7 +323,6 @@ def build_vlm(
     from mgpt_vision import build_encoder
 
     from .lm_loading import load_lm
-    from .projector import build_projector
     from .tuning import apply_lm_tuning
 
     encoder = build_encoder(vision, device=device, meta=meta)
@@ -284,7 +330,9 @@ def build_vlm(
     lm = apply_lm_tuning(lm, bridge)
     hidden = int(lm.get_input_embeddings().embedding_dim)
     with torch.device("meta" if meta else device):  # init from the global RNG: callers seed (train.seed)
-        projector = build_projector(bridge.projector, encoder.token_dim, hidden)
+        projector = build_projector(
+            bridge.projector, encoder.token_dim, hidden, layers=bridge.projector_layers
+        )
     template = PromptTemplate(bridge.template, tokenizer)
     model = VisionLanguageModel(
         encoder.module,
@@ -292,13 +340,15 @@ def build_vlm(
         lm,
         tokenizer,
         template,
-        num_image_tokens=encoder.num_tokens,
+        num_encoder_tokens=encoder.num_tokens,
         token_dim=encoder.token_dim,
         generation=bridge.generation,
         encoder_name=encoder.name,
         lm_name=_lm_name(bridge),
         seed=bridge.seed,
         preprocess=encoder.preprocess,
+        projector_spec=ProjectorSpec.of(bridge.projector, bridge.projector_layers),
+        lm_init=bridge.lm_init,
     )
     logger.info("built VLM %s", model.summary())
     return model

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -121,7 +121,19 @@ class BridgeSettings(BaseSettings):
     lm_path: Path | None = Field(None, description="local HF model dir (needed for lm='hf', e.g. Vicuna-7B)")
     lm_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     load_in_8bit: bool = Field(False, description="bitsandbytes int8 LM (CUDA only)")
-    projector: Literal["linear", "mlp"] = "linear"
+    lm_init: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="random: the LM's own architecture and config, weights from its init_weights under "
+        "`seed` (the from-scratch ablation); the tokenizer is unchanged. The tiny LM is random either way",
+    )
+    projector: Literal["linear", "mlp", "ldp", "ldpv2"] = Field(
+        "linear",
+        description="linear (MiniGPT-4 llama_proj) | mlp (GELU between Linear layers) | ldp, ldpv2 "
+        "(MobileVLM's downsampling projectors: a square grid of N tokens becomes ceil(sqrt(N)/2)^2)",
+    )
+    projector_layers: int = Field(
+        2, ge=2, description="mlp only: Linear layers (2 = LLaVA's mlp2x_gelu, 3 = MiniGPT-4's ablation)"
+    )
     lm_tuning: Literal["frozen", "lora", "full"] = "frozen"
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
@@ -129,7 +141,22 @@ class BridgeSettings(BaseSettings):
     lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     template: TemplateSettings = Field(default_factory=TemplateSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    seed: int = Field(42, description="seed of the instruction sampling (and of the tiny LM's init)")
+    seed: int = Field(
+        42, description="seed of the instruction sampling and of random LM inits (tiny, lm_init='random')"
+    )
+
+    def checkpoint_facts(self) -> dict[str, Any]:
+        """What a checkpoint of this bridge cannot tell from its tensor names: the LM, its init and the
+        LoRA hyper-parameters (None unless ``lm_tuning="lora"``)."""
+        lora = None
+        if self.lm_tuning == "lora":
+            lora = {
+                "r": self.lora_r,
+                "alpha": self.lora_alpha,
+                "dropout": self.lora_dropout,
+                "target_modules": sorted(self.lora_target_modules),
+            }
+        return {"lm": self.lm, "lm_init": self.lm_init, "lora": lora}
 
     @model_validator(mode="after")
     def _check_lm(self) -> BridgeSettings:
@@ -143,4 +170,13 @@ class BridgeSettings(BaseSettings):
             )
         if not self.lora_target_modules:
             raise ValueError("lora_target_modules must name at least one module")
+        if self.projector != "mlp" and self.projector_layers != 2:
+            raise ValueError(
+                f"projector_layers={self.projector_layers} applies to projector='mlp' only "
+                f"(projector is {self.projector!r})"
+            )
+        if self.load_in_8bit and self.lm_init == "random":
+            raise ValueError(
+                "load_in_8bit quantises pretrained weights; it does not apply to lm_init='random'"
+            )
         return self

@@ -31,7 +31,7 @@ def splice_image_embeds(
     if bool((slots != n_tokens).any()):
         raise ValueError(
             f"image slots and image tokens do not match: the prompt has {slots.tolist()} image slots per row "
-            f"but the encoder gives {n_tokens} tokens per image; num_image_tokens must equal the encoder's"
+            f"but the projector gives {n_tokens} tokens per image (the prompt needs the projector's count)"
         )
     mask = image_mask.to(device=inputs_embeds.device, dtype=torch.bool).unsqueeze(-1).expand_as(inputs_embeds)
     return inputs_embeds.masked_scatter(mask, image_embeds.to(inputs_embeds.dtype))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from mgpt_vision import count_parameters
 
 from .settings import BridgeSettings
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +29,20 @@ def is_frozen(module: nn.Module | None) -> bool:
     return module is None or not any(p.requires_grad for p in module.parameters())
 
 
+def lora_config(settings: BridgeSettings) -> LoraConfig:
+    """The peft ``LoraConfig`` of the settings (r, alpha, dropout, target modules; no bias, causal LM)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.lora_target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
 def apply_lm_tuning(lm: nn.Module, settings: BridgeSettings) -> nn.Module:
     """Return the LM made trainable per ``settings.lm_tuning``; with "lora" it is wrapped in a peft model."""
     if settings.lm_tuning == "frozen":
@@ -32,7 +50,7 @@ def apply_lm_tuning(lm: nn.Module, settings: BridgeSettings) -> nn.Module:
     if settings.lm_tuning == "full":
         lm.requires_grad_(True)
         return lm
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     names = {name.rsplit(".", 1)[-1] for name, _ in lm.named_modules()}
     missing = [t for t in settings.lora_target_modules if t not in names]
@@ -45,15 +63,7 @@ def apply_lm_tuning(lm: nn.Module, settings: BridgeSettings) -> nn.Module:
         from peft import prepare_model_for_kbit_training
 
         lm = prepare_model_for_kbit_training(lm, use_gradient_checkpointing=False)
-    config = LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=list(settings.lora_target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    peft_lm = get_peft_model(lm, config)
+    peft_lm = get_peft_model(lm, lora_config(settings))
     trainable = count_parameters(peft_lm, trainable_only=True)
     logger.info(
         "LoRA r=%d on %s: %d trainable LM params", settings.lora_r, settings.lora_target_modules, trainable

@@ -2,7 +2,9 @@
 
 A checkpoint folder (see `mgpt_train.rundir` for where it lives) holds::
 
-    trainable.safetensors   the requires_grad parameters only, with metadata (epoch, global_step, ...)
+    trainable.safetensors   the requires_grad parameters only, with metadata (epoch, global_step, ...,
+                            what they are: projector kind, LM tuning, LoRA, trained encoder parts)
+    adapter/                only when the LM is LoRA-tuned: a PEFT adapter folder (checkpoint_extras)
     train_state.pt          {"optimizer", "scaler", "epoch", "step_in_epoch", "global_step", "world_size",
                              "rng": [per-rank RNG states]}; torch.load(weights_only=True) reads it back
     settings.json           the resolved settings of the run
@@ -28,6 +30,7 @@ import torch
 # the folder layout's file names are defined once, in mgpt_bridge (convert reads these folders too)
 from mgpt_bridge.checkpoint import TRAIN_STATE_FILE as STATE_FILE
 from mgpt_bridge.checkpoint import TRAINABLE_FILE, trainable_file
+from mgpt_train.checkpoint_extras import bridge_facts, write_adapter_if_lora
 from mgpt_train.rundir import SETTINGS_FILE, write_json
 
 logger = logging.getLogger(__name__)
@@ -61,7 +64,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- trainable params
-def _save_trainable(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _save_trainable(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     from mgpt_bridge.checkpoint import save_trainable
 
     save_trainable(path, state_dict, metadata)
@@ -89,7 +92,9 @@ def write_checkpoint_dir(
         metadata = {k: str(train_state[k]) for k in ("epoch", "step_in_epoch", "global_step")
                     if k in train_state}
         tensors = {k: v.detach().cpu().contiguous() for k, v in trainable.items()}
+        metadata.update(bridge_facts(settings))
         _save_trainable(tmp / TRAINABLE_FILE, tensors, metadata)
+        write_adapter_if_lora(tmp, tensors, settings)
         torch.save(train_state, tmp / STATE_FILE)
         write_json(tmp / SETTINGS_FILE, settings)
         _replace_dir(tmp, dest)

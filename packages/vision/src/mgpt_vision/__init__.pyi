@@ -1,4 +1,5 @@
 from .blip2 import build_blip2 as build_blip2
+from .blip2 import tiny_blip2_model as tiny_blip2_model
 from .efficientnet import build_efficientnet_lite as build_efficientnet_lite
 from .efficientnet import convert_lite_state_dict as convert_lite_state_dict
 from .encoder import build_encoder as build_encoder

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from torch import nn
-from transformers import Blip2Config, Blip2QFormerModel, Blip2VisionModel
+from transformers import Blip2Config, Blip2Model, Blip2QFormerModel, Blip2VisionModel
 
 from mgpt_vision.freeze import Freezable
 from mgpt_vision.params import count_parameters
@@ -224,3 +224,37 @@ def build_blip2(
     return VisionEncoder(
         module=module, preprocess=spec, num_tokens=num_tokens, token_dim=token_dim, name=name, details=details
     )
+
+
+def tiny_blip2_model(*, patch_size: int = 7, num_query_tokens: int = 4, seed: int = 0) -> Blip2Model:
+    """A random BLIP-2 of the real structure at tiny widths (28 px, ViT 32 wide with CLS + ln_vision,
+    Q-Former 32 wide cross-attending every 2nd layer, non-zero queries), for tests and stand-in
+    snapshots: ``tiny_blip2_model().save_pretrained(dir)`` is a ``weights_path`` for ``encoder="blip2"``."""
+    width = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = Blip2Config(
+        vision_config={**width, "image_size": 28, "patch_size": patch_size},
+        qformer_config={
+            **width,
+            "encoder_hidden_size": 32,
+            "cross_attention_frequency": 2,
+            "vocab_size": 100,
+            "max_position_embeddings": 64,
+        },
+        text_config={
+            "model_type": "opt",
+            "hidden_size": 32,
+            "ffn_dim": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "vocab_size": 100,
+            "word_embed_proj_dim": 32,
+            "max_position_embeddings": 64,
+        },
+        num_query_tokens=num_query_tokens,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Blip2Model(config).eval()
+        with torch.no_grad():
+            model.query_tokens.normal_()  # as in a trained snapshot (the init is zeros)
+    return model
