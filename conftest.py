@@ -15,7 +15,7 @@ def ray_session():
     """One private local Ray for the whole test session (never `ray stop`: it kills every Ray on the box)."""
     import ray
 
-    start_ray(num_cpus=2, log_to_driver=False)
+    start_ray(num_cpus=4, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -21,7 +21,6 @@ SCRIPT = textwrap.dedent(
 
     from mgpt_bridge import inspect_model
     from mgpt_data.check import prepare_data_dir
-    from mgpt_data.ray_runtime import start_ray
     from mgpt_train import RunSettings, caption_images, evaluate_run, load_captioner, train_run
 
     root = Path(sys.argv[1])
@@ -31,7 +30,6 @@ SCRIPT = textwrap.dedent(
     out = {}
     out["prepare"] = prepare_data_dir(settings.data, engine="local", progress=False)["kept"]
     out["inspect"] = inspect_model(settings.vision, settings.bridge, preset="tiny")["params"]["trainable"]
-    start_ray(num_cpus=2, log_to_driver=False)
     outcome = train_run(settings, progress=False)
     names = [r["name"] for r in outcome.evaluation.rows]
     out["train"] = [outcome.iterations, outcome.last_checkpoint.name, names]

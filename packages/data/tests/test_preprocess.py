@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from mgpt_data.batches import rows_to_batch
+from mgpt_data.images import normalize_pixels
 from mgpt_data.preprocess import ImageChecker, ImagePreprocessor
 
 
@@ -43,7 +44,8 @@ def test_any_mode_becomes_rgb_pixels(tmp_path: Path, spec):
     paths.append(tmp_path / "cmyk.jpg")
     Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(paths[-1], quality=95)  # red
     out = ImagePreprocessor(spec)(batch_of(paths))
-    px = out["pixels"]
+    assert out["pixels"].dtype == np.uint8  # what travels; the consumer normalises
+    px = normalize_pixels(out["pixels"], spec)
     assert px.shape == (len(paths), 3, 32, 32) and px.dtype == np.float32
     white = (1.0 - 0.5) / 0.25
     by_name = dict(zip([p.stem for p in paths], px, strict=True))
@@ -78,15 +80,36 @@ def test_bad_images_are_dropped_with_reasons(tmp_path: Path, spec, write_jpeg):
     assert empty["pixels"].shape == (0, 3, 32, 32) and len(empty["image_id"]) == 0
 
 
+def test_placeholders_keep_batch_boundaries(tmp_path: Path, spec, write_jpeg):
+    good = write_jpeg(tmp_path / "good.jpg")
+    missing = tmp_path / "missing.jpg"
+    pre = ImagePreprocessor(spec, placeholders=True)
+    out = pre(batch_of([good, missing, good]))
+    assert out["valid"].tolist() == [True, False, True] and list(out["row"]) == [0, 1, 2]
+    assert out["pixels"].shape == (3, 3, 32, 32) and not out["pixels"][1].any()
+    np.testing.assert_array_equal(out["pixels"][0], ImagePreprocessor(spec)(batch_of([good]))["pixels"][0])
+    assert [(r["row"], r["reason"]) for r in pre.rejects] == [(1, "missing_file")]
+
+
+def test_the_plan_epoch_reseeds_augmentation(tmp_path: Path, spec, write_jpeg):
+    path = write_jpeg(tmp_path / "x.jpg", size=(64, 48))
+    batch = batch_of([path, path])
+    batch["epoch"] = np.asarray([0, 1])
+    out = ImagePreprocessor(spec, augment=True, seed=3)(batch)["pixels"]
+    assert not np.array_equal(out[0], out[1])  # epoch 1 draws another crop of the same row
+    alone = batch_of([path])
+    np.testing.assert_array_equal(ImagePreprocessor(spec, augment=True, seed=4)(alone)["pixels"][0], out[1])
+
+
 def test_eval_resize_modes(tmp_path: Path, spec):
     wide = Image.new("RGB", (80, 40), (255, 0, 0))
     wide.paste((0, 0, 255), (0, 0, 10, 40))  # blue left strip: cropped away by a center crop
     wide.save(tmp_path / "wide.png")
-    squash = ImagePreprocessor(spec)(batch_of([tmp_path / "wide.png"]))["pixels"][0]
+    squash = normalize_pixels(ImagePreprocessor(spec)(batch_of([tmp_path / "wide.png"]))["pixels"][0], spec)
     crop = ImagePreprocessor({**spec, "resize_mode": "shorter_center_crop"})(
         batch_of([tmp_path / "wide.png"])
     )
-    crop = crop["pixels"][0]
+    crop = normalize_pixels(crop["pixels"][0], spec)
     assert squash[2, :, :2].mean() > 1.5  # blue survives a squash
     np.testing.assert_allclose(crop[0], 2.0, atol=1e-5)  # only red left after the center crop
     np.testing.assert_allclose(crop[2], -2.0, atol=1e-5)

@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgpt_data.batches import batch_to_rows
+from mgpt_data import DataSettings, add_pixels, check_augmentation
+from mgpt_data.batches import batch_to_rows, rows_to_batch
 from mgpt_data.check import check_data_dir
 from mgpt_data.flickr30k import read_flickr30k, read_local
-from mgpt_data.iteration import LocalBatches, shard_rows, train_dataset, worker_dataset
-from mgpt_data.rejects import drain_rejects, read_rejects, start_rejects_sink, unique_rejects
+from mgpt_data.preprocess import ImagePreprocessor
+from mgpt_data.rejects import drain_rejects, read_rejects, start_rejects_sink
 
 pytestmark = pytest.mark.ray
 
@@ -28,49 +29,38 @@ def test_read_flickr30k_dataset_equals_local_rows(ray_session, clean_dir: Path):
 
 
 @pytest.mark.parametrize("compute", ["tasks", "actors"])
-def test_worker_dataset_matches_local_batches_and_rejects(ray_session, clean_dir: Path, spec, compute):
+def test_pixel_stage_equals_the_local_preprocessor_with_placeholders(ray_session, clean_dir: Path, spec,
+                                                                      compute):
+    import ray.data
+
     rows = read_local(clean_dir, split="train").rows
-    kw = {"rank": 1, "world_size": 2, "seed": 3, "epoch": 1, "augment": True}
-    shard = shard_rows(rows, **{k: kw[k] for k in ("rank", "world_size", "seed", "epoch")})
-    broken = shard[2]
+    broken = rows[5]
     Path(broken["path"]).write_bytes(b"not a jpeg")
+    plan = [{**r, "epoch": i % 2} for i, r in enumerate(rows)]
+    settings = DataSettings(data_dir=clean_dir, augment=True, seed=3, preprocess_batch_size=3,
+                            num_preprocess_workers=2, preprocess_num_cpus=0.5, preprocess_compute=compute)
     sink = start_rejects_sink()
-    ds = worker_dataset(
-        rows, spec, **kw, batch_size=3, concurrency=2, num_cpus=0.5, rejects_sink=sink, block_rows=4,
-        compute=compute,
-    )
-    ray_rows = [r for b in ds.iter_batches(batch_size=4, batch_format="numpy") for r in batch_to_rows(b)]
-    local = LocalBatches(rows, spec, batch_size=4, **kw)
-    local_rows = [r for b in local for r in batch_to_rows(b)]
-    assert len(ray_rows) == len(local_rows) == sum(r["image_id"] != broken["image_id"] for r in shard) > 0
-    assert broken["image_id"] not in {r["image_id"] for r in ray_rows}
-    for a, b in zip(ray_rows, local_rows, strict=True):
-        keys = ("image_id", "caption", "captions", "row")
-        assert [a[k] for k in keys] == [b[k] for k in keys]
+    ds = add_pixels(ray.data.from_items(plan, override_num_blocks=4), spec, settings, augment=True,
+                    rejects_sink=sink, placeholders=True)
+    got = [r for b in ds.iter_batches(batch_size=4, batch_format="numpy") for r in batch_to_rows(b)]
+    local = ImagePreprocessor(spec, augment=True, seed=3, placeholders=True)
+    want = batch_to_rows(local(rows_to_batch(plan)))
+    assert [(r["image_id"], r["caption"], r["valid"]) for r in got] == [
+        (r["image_id"], r["caption"], r["valid"]) for r in want]  # same rows, same order, one placeholder
+    assert [r["valid"] for r in got].count(False) == sum(r["image_id"] == broken["image_id"] for r in rows)
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a["pixels"], b["pixels"])
     sunk = drain_rejects(sink)
-    assert sunk == unique_rejects(local.rejects) and {r["reason"] for r in sunk} == {"unreadable_image"}
-    assert {r["image_id"] for r in sunk} == {broken["image_id"]}
-    assert drain_rejects(sink) == []  # drained
+    assert {(r["image_id"], r["reason"]) for r in sunk} == {(broken["image_id"], "unreadable_image")}
 
 
-def test_train_dataset_shuffle_is_seeded_per_epoch(ray_session, clean_dir: Path, spec):
-    rows = (
-        read_local(clean_dir, split="train", sample_mode="grounded").rows
-        + read_local(clean_dir, split="val").rows
-    )
+def test_hflip_is_refused_on_synthetic_scenes(tmp_path: Path):
+    from mgpt_data import write_synthetic_scenes
 
-    def order(epoch):
-        ds = train_dataset(rows, spec, seed=11, epoch=epoch, batch_size=4, block_rows=4)
-        return [
-            r["image_id"] + "/" + r["caption"] for r in ds.select_columns(["image_id", "caption"]).iter_rows()
-        ]
-
-    first, again, other = order(0), order(0), order(1)
-    assert first == again
-    assert first != other and sorted(first) == sorted(other) == sorted(
-        r["image_id"] + "/" + r["caption"] for r in rows
-    )
+    d = write_synthetic_scenes(tmp_path / "syn", 4, seed=0, image_size=48, progress=False)
+    with pytest.raises(ValueError, match="hflip=True on the synthetic scene set"):
+        check_augmentation(DataSettings(data_dir=d, augment=True, hflip=True))
+    check_augmentation(DataSettings(data_dir=d, augment=True))  # crops alone are fine
 
 
 def test_check_on_ray_equals_check_local(ray_session, clean_dir: Path):

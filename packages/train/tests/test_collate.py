@@ -1,62 +1,46 @@
-"""Batcher: micro-batches from cached features or pixels, deterministic instructions."""
+"""model_inputs: a planned micro-batch → the model's keyword arguments (features or pixels, instructions)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from mgpt_train.collate import Batcher
+from mgpt_train.collate import model_inputs, sort_rows
 
 INSTRUCTIONS = ["<ImageHere> a", "<ImageHere> b", "<ImageHere> c"]
+SPEC = {"image_size": 4, "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
-def _rows(n: int) -> list[dict]:
-    return [{"row": i, "image_id": f"img{i % 4}", "caption": f"caption {i}", "path": f"/nowhere/{i}.jpg"}
-            for i in range(n)]
+def _batch(n: int, **extra: np.ndarray) -> dict[str, np.ndarray]:
+    return {"caption": np.asarray([f"caption {i}" for i in range(n)], dtype=object),
+            "instruction": np.arange(n) % 3,
+            "content_hash": np.asarray([f"h{i % 2}" for i in range(n)], dtype=object),
+            **extra}
 
 
-def _features() -> dict[str, torch.Tensor]:
-    return {f"img{i}": torch.full((2, 3), float(i)) for i in range(4)}
+def test_features_follow_each_row_and_instructions_come_from_the_plan() -> None:
+    features = {"h0": torch.zeros(2, 3), "h1": torch.ones(2, 3)}
+    kwargs, empty = model_inputs(_batch(3), instructions=INSTRUCTIONS, spec=None, features=features)
+    assert not empty and kwargs["answers"] == ["caption 0", "caption 1", "caption 2"]
+    assert kwargs["instructions"] == INSTRUCTIONS[:3]
+    assert kwargs["features"].shape == (3, 2, 3) and kwargs["features"][:, 0, 0].tolist() == [0.0, 1.0, 0.0]
 
 
-def test_feature_batches_are_deterministic_and_rank_disjoint() -> None:
-    kw = dict(seed=1, batch_size=3, world_size=2, features=_features())
-    b0 = Batcher(_rows(12), INSTRUCTIONS, rank=0, **kw)
-    b1 = Batcher(list(reversed(_rows(12))), INSTRUCTIONS, rank=1, **kw)  # delivery order does not matter
-    m0 = b0.micro_batch(epoch=0, micro_step=1, global_step=2)
-    m1 = b1.micro_batch(epoch=0, micro_step=1, global_step=2)
-    assert m0["features"].shape == (3, 2, 3)
-    assert not set(m0["answers"]) & set(m1["answers"])
-    again = Batcher(_rows(12), INSTRUCTIONS, rank=0, **kw).micro_batch(epoch=0, micro_step=1, global_step=2)
-    assert again["answers"] == m0["answers"] and again["instructions"] == m0["instructions"]
-    assert again["features"].equal(m0["features"])
-    assert set(m0["instructions"]) <= set(INSTRUCTIONS)
-    # the feature row belongs to the caption's image
-    for caption, feat in zip(m0["answers"], m0["features"], strict=True):
-        assert float(feat[0, 0]) == int(caption.split()[1]) % 4
+def test_pixels_are_normalised_and_placeholders_left_out() -> None:
+    pixels = np.full((3, 3, 4, 4), 255, np.uint8)
+    batch = _batch(3, pixels=pixels, valid=np.asarray([True, False, True]))
+    kwargs, empty = model_inputs(batch, instructions=INSTRUCTIONS, spec=SPEC)
+    assert not empty and kwargs["answers"] == ["caption 0", "caption 2"]
+    assert kwargs["pixels"].dtype == torch.float32
+    assert torch.allclose(kwargs["pixels"], torch.ones(2, 3, 4, 4))
+    only_bad = _batch(2, pixels=pixels[:2], valid=np.asarray([False, False]))
+    kwargs, empty = model_inputs(only_bad, instructions=INSTRUCTIONS, spec=SPEC)
+    assert empty and len(kwargs["answers"]) == 1  # one placeholder row for a zero-weighted step
+    with pytest.raises(ValueError, match="preprocessing spec"):
+        model_inputs(_batch(1, pixels=pixels[:1]), instructions=INSTRUCTIONS, spec=None)
 
 
-def test_pixels_come_from_the_preprocessor_per_epoch() -> None:
-    made = []
-
-    def factory(epoch: int):
-        made.append(epoch)
-
-        def pre(batch):
-            return {**batch, "pixels": torch.full((len(batch["path"]), 3, 4, 4), float(epoch)).numpy()}
-
-        return pre
-
-    b = Batcher(_rows(8), INSTRUCTIONS, seed=0, batch_size=2, world_size=1, rank=0,
-                preprocessor_factory=factory)
-    assert b.micro_batch(epoch=1, micro_step=0, global_step=1)["pixels"].flatten().unique().tolist() == [1.0]
-    b.micro_batch(epoch=1, micro_step=1, global_step=2)
-    b.micro_batch(epoch=2, micro_step=0, global_step=3)
-    assert made == [1, 2]
-
-
-def test_bad_construction_raises() -> None:
-    with pytest.raises(ValueError, match="exactly one"):
-        Batcher(_rows(4), INSTRUCTIONS, seed=0, batch_size=2, world_size=1, rank=0)
-    with pytest.raises(KeyError, match="no cached features"):
-        Batcher(_rows(4), INSTRUCTIONS, seed=0, batch_size=2, world_size=1, rank=0, features={})
+def test_sort_rows_is_independent_of_delivery_order() -> None:
+    rows = [{"row": i, "image_id": f"img{i % 4}", "caption": f"c{i}"} for i in range(8)]
+    assert sort_rows(rows) == sort_rows(list(reversed(rows)))

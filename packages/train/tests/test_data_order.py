@@ -43,3 +43,27 @@ def test_instruction_indices_are_a_function_of_seed_step_and_sample() -> None:
     assert a == instruction_indices(42, 10, list(range(32)), 4)
     assert all(0 <= i < 4 for i in a) and len(set(a)) > 1
     assert a != instruction_indices(42, 11, list(range(32)), 4)
+
+
+def test_epoch_plan_equals_the_per_batch_functions() -> None:
+    from mgpt_train.data_order import epoch_plan
+
+    n, b, w, accum, iters = 13, 3, 2, 2, 4  # 4 iterations x 2 micro x 2 ranks x 3 = 48 samples > 13: 4 passes
+    plan = epoch_plan(n, seed=5, epoch=1, first_step=1, iters_per_epoch=iters, grad_accum_steps=accum,
+                      batch_size=b, world_size=w, n_instructions=4)
+    k = 0
+    for step in range(1, iters):
+        for micro in range(accum):
+            for rank in range(w):
+                micro_step = step * accum + micro
+                rows = batch_indices(n, seed=5, epoch=1, step=micro_step, batch_size=b, world_size=w,
+                                     rank=rank)
+                first = (micro_step * w + rank) * b
+                instr = instruction_indices(5, iters + step + 1, list(range(first, first + b)), 4)
+                for slot in range(b):
+                    got = {key: int(plan[key][k]) for key in plan}
+                    assert got == {"epoch": 1, "step": step, "micro": micro, "rank": rank, "slot": slot,
+                                   "global_step": iters + step + 1, "row": rows[slot],
+                                   "instruction": instr[slot]}
+                    k += 1
+    assert k == len(plan["row"])

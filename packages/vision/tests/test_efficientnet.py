@@ -12,7 +12,8 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
-from mgpt_vision import WeightsMismatchError, preprocess_images
+from mgpt_data import pixels_from_images
+from mgpt_vision import WeightsMismatchError
 from mgpt_vision.efficientnet import (
     build_efficientnet_lite,
     convert_lite_state_dict,
@@ -54,7 +55,7 @@ def test_every_key_mapped_with_equal_shapes() -> None:
 
 def test_lite0_matches_reference_on_photos(lite0) -> None:
     names, images = _photos()
-    x = preprocess_images(images, lite0.preprocess)
+    x = torch.from_numpy(pixels_from_images(images, lite0.preprocess.as_dict()))
     timm_model = lite0.module.backbone.module  # the classifier is kept, so logits compare directly
     with torch.no_grad():
         ours, ref = timm_model(x), _reference("efficientnet_lite0")(x)
@@ -69,7 +70,7 @@ def test_lite2_matches_reference_top1() -> None:
     enc = build_efficientnet_lite("efficientnet_lite2", num_tokens=9)
     assert enc.preprocess.image_size == 260 and enc.name == "tf_efficientnet_lite2"
     names, images = _photos()
-    x = preprocess_images(images, enc.preprocess)
+    x = torch.from_numpy(pixels_from_images(images, enc.preprocess.as_dict()))
     with torch.no_grad():
         ours, ref = enc.module.backbone.module(x), _reference("efficientnet_lite2")(x)
     assert (ours - ref).abs().max().item() < 1e-4
@@ -81,7 +82,7 @@ def test_preprocessing_is_x_minus_127_over_128(lite0) -> None:
     spec = lite0.preprocess
     assert spec.image_size == 224 and spec.interpolation == "bicubic"
     img = Image.new("RGB", (5, 5), (0, 127, 255))
-    x = preprocess_images([img], spec)[0, :, 0, 0]
+    x = torch.from_numpy(pixels_from_images([img], spec.as_dict()))[0, :, 0, 0]
     assert torch.allclose(x, torch.tensor([-127 / 128, 0.0, 1.0]), atol=1e-5)
 
 

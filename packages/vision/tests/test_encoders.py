@@ -18,6 +18,13 @@ def _images(n: int, size: tuple[int, int] = (40, 30)) -> list[Image.Image]:
     return [Image.new("RGB", size, (20 * i, 100, 200 - 10 * i)) for i in range(n)]
 
 
+def _pixels(images: list[Image.Image], enc) -> torch.Tensor:
+    """The encoder's input through the one image transform (mgpt_data)."""
+    from mgpt_data import pixels_from_images
+
+    return torch.from_numpy(pixels_from_images(images, enc.preprocess.as_dict()))
+
+
 # ---------------------------------------------------------------- pooling
 def test_token_pool_grid_and_sequence() -> None:
     feats = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
@@ -42,7 +49,7 @@ def test_token_pool_grid_and_sequence() -> None:
 def test_lite0_token_shapes(num_tokens: int | None, expected: int) -> None:
     enc = build_encoder(VisionSettings(num_tokens=num_tokens))
     assert (enc.num_tokens, enc.token_dim, enc.name) == (expected, 1280, "tf_efficientnet_lite0")
-    out = enc.encode(_images(2))
+    out = enc.encode(_pixels(_images(2), enc))
     assert out.shape == (2, expected, 1280) and out.dtype == torch.float32
 
 
@@ -127,7 +134,7 @@ def test_tiny_is_seeded_and_small() -> None:
     torch.manual_seed(123)  # the global RNG does not leak into the build
     c = build_encoder(VisionSettings(encoder="tiny", num_tokens=4))
     assert torch.equal(c.module.backbone.module.layers[0].weight, a.module.backbone.module.layers[0].weight)
-    out = a.encode(_images(3))
+    out = a.encode(_pixels(_images(3), a))
     assert out.shape == (3, 4, 32)
     assert build_encoder(VisionSettings(encoder="tiny", num_tokens=None)).num_tokens == 16
     assert a.summary()["params"] < 20_000
@@ -144,7 +151,7 @@ def test_meta_builds_have_no_data() -> None:
 def test_dtype_setting() -> None:
     enc = build_encoder(VisionSettings(encoder="tiny", dtype="bfloat16", num_tokens=4))
     assert all(p.dtype == torch.bfloat16 for p in enc.module.parameters())
-    assert enc.encode(_images(1)).dtype == torch.bfloat16
+    assert enc.encode(_pixels(_images(1), enc)).dtype == torch.bfloat16
 
 
 # ---------------------------------------------------------------- generic timm
@@ -188,7 +195,7 @@ def test_timm_cnn_from_torch_file(tmp_path: Path) -> None:
     )
     assert enc.module.backbone.module.num_classes == 7  # classifier size read from the file
     assert enc.preprocess.resize_mode == "squash"
-    out = enc.encode(_images(2))
+    out = enc.encode(_pixels(_images(2), enc))
     assert out.shape == (2, 4, ref.num_features)
 
 

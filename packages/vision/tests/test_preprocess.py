@@ -2,19 +2,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from mgpt_vision import PreprocessSpec, preprocess_images
-from mgpt_vision.preprocess import to_rgb
+from mgpt_vision import PreprocessSpec
 
 LITE = PreprocessSpec(image_size=8, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
-
-
-def _rgb(color: tuple[int, int, int], size: tuple[int, int] = (10, 6)) -> Image.Image:
-    return Image.new("RGB", size, color)
 
 
 def test_spec_dict_round_trip_is_json() -> None:
@@ -43,74 +35,3 @@ def test_spec_validation(kwargs: dict, message: str) -> None:
 def test_from_dict_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unknown PreprocessSpec keys"):
         PreprocessSpec.from_dict({**LITE.as_dict(), "crop_pct": 0.9})
-
-
-def test_normalisation_values() -> None:
-    x = preprocess_images([_rgb((127, 255, 0))], LITE)
-    assert x.shape == (1, 3, 8, 8) and x.dtype == torch.float32
-    assert torch.allclose(x[0, 0], torch.zeros(8, 8), atol=1e-6)  # (127-127)/128
-    assert torch.allclose(x[0, 1], torch.full((8, 8), 128 / 128), atol=1e-5)  # (255-127)/128
-    assert torch.allclose(x[0, 2], torch.full((8, 8), -127 / 128), atol=1e-5)
-
-
-@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "RGBA", "LA", "I;16", "1", "F"])
-def test_any_mode_becomes_rgb(mode: str) -> None:
-    img = _rgb((200, 40, 90)).convert(mode) if mode not in ("I;16", "F") else None
-    if mode == "I;16":
-        img = Image.fromarray(np.full((6, 10), 40000, dtype=np.uint16))
-        assert img.mode == "I;16"
-    if mode == "F":
-        img = Image.fromarray(np.full((6, 10), 100.0, dtype=np.float32))
-    rgb = to_rgb(img)
-    assert rgb.mode == "RGB" and rgb.size == (10, 6)
-    x = preprocess_images([img, _rgb((1, 2, 3))], LITE)
-    assert x.shape == (2, 3, 8, 8) and torch.isfinite(x).all()
-
-
-def test_grey_modes_keep_grey_level() -> None:
-    grey = to_rgb(Image.new("L", (4, 4), 77))
-    assert grey.getpixel((1, 1)) == (77, 77, 77)
-    sixteen = to_rgb(Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)))
-    assert sixteen.getpixel((0, 0)) == (255, 255, 255)
-
-
-def test_alpha_is_composited_over_white() -> None:
-    img = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red
-    img.putpixel((0, 0), (255, 0, 0, 255))
-    rgb = to_rgb(img)
-    assert rgb.getpixel((2, 2)) == (255, 255, 255)
-    assert rgb.getpixel((0, 0)) == (255, 0, 0)
-    pal = Image.new("P", (4, 4), 0)
-    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
-    pal.putpixel((1, 1), 1)
-    pal.info["transparency"] = 0
-    prgb = to_rgb(pal)
-    assert prgb.getpixel((0, 0)) == (255, 255, 255) and prgb.getpixel((1, 1)) == (10, 200, 30)
-
-
-def test_cmyk_colour_survives() -> None:
-    rgb = to_rgb(_rgb((255, 0, 0)).convert("CMYK"))
-    r, g, b = rgb.getpixel((0, 0))
-    assert r > 200 and g < 50 and b < 50
-
-
-def test_squash_vs_shorter_center_crop() -> None:
-    # 30×10 image in vertical thirds 0 | 128 | 255: squash keeps all thirds, crop keeps the middle one
-    arr = np.zeros((10, 30, 3), np.uint8)
-    arr[:, 10:20], arr[:, 20:] = 128, 255
-    img = Image.fromarray(arr)
-    squash = PreprocessSpec(6, (0.0,) * 3, (1.0,) * 3, "nearest", "squash")
-    crop = PreprocessSpec(6, (0.0,) * 3, (1.0,) * 3, "nearest", "shorter_center_crop")
-    sq = preprocess_images([img], squash)[0, 0] * 255
-    cr = preprocess_images([img], crop)[0, 0] * 255
-    assert sq[0].round().tolist() == [0, 0, 128, 128, 255, 255]
-    assert torch.all(cr.round() == 128)
-    tall = Image.fromarray(np.zeros((30, 10, 3), np.uint8))
-    assert preprocess_images([tall], crop).shape == (1, 3, 6, 6)
-
-
-def test_bad_inputs() -> None:
-    with pytest.raises(ValueError, match="at least one image"):
-        preprocess_images([], LITE)
-    with pytest.raises(TypeError, match="image #1"):
-        preprocess_images([_rgb((0, 0, 0)), np.zeros((4, 4, 3))], LITE)  # type: ignore[list-item]

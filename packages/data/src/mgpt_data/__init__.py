@@ -16,14 +16,8 @@ from mgpt_data.check import check_data_dir
 from mgpt_data.csv_records import MAX_FIELD_CHARS
 from mgpt_data.flickr30k import Flickr30kRead, Flickr30kRows, read_flickr30k, read_local, read_rows
 from mgpt_data.grounded import GROUNDED_NAME, write_grounded_json
-from mgpt_data.iteration import (
-    LocalBatches,
-    eval_dataset,
-    pipeline_kwargs,
-    shard_rows,
-    train_dataset,
-    worker_dataset,
-)
+from mgpt_data.images import normalize_pixels, pixels_from_images
+from mgpt_data.pipeline import add_pixels, check_augmentation
 from mgpt_data.preprocess import ImageChecker, ImagePreprocessor, check_batch, preprocess_batch
 from mgpt_data.ray_runtime import RayUnavailableError, apply_process_env, start_ray
 from mgpt_data.rejects import RejectReason, append_rejects, drain_rejects, start_rejects_sink
@@ -33,9 +27,9 @@ from mgpt_data.synthetic import SCENES_NAME, ensure_data_dir, write_synthetic_sc
 __all__ = [
     "CSV_NAME", "GROUNDED_NAME", "IMAGES_DIRNAME", "MAX_CAPTIONS", "MAX_FIELD_CHARS", "SCENES_NAME",
     "DataSettings", "Flickr30kFormatError", "Flickr30kRead", "Flickr30kRows", "ImageChecker",
-    "ImagePreprocessor", "LocalBatches", "RayUnavailableError", "RejectReason",
-    "append_rejects", "apply_process_env", "check_batch", "check_data_dir", "drain_rejects",
-    "ensure_data_dir", "eval_dataset", "pipeline_kwargs", "preprocess_batch", "read_flickr30k", "read_local",
-    "read_rows", "scan_annotations", "shard_rows", "start_ray", "start_rejects_sink", "train_dataset",
-    "worker_dataset", "write_grounded_json", "write_synthetic_scenes",
+    "ImagePreprocessor", "RayUnavailableError", "RejectReason",
+    "add_pixels", "append_rejects", "apply_process_env", "check_augmentation", "check_batch",
+    "check_data_dir", "drain_rejects", "ensure_data_dir", "normalize_pixels", "pixels_from_images",
+    "preprocess_batch", "read_flickr30k", "read_local", "read_rows", "scan_annotations", "start_ray",
+    "start_rejects_sink", "write_grounded_json", "write_synthetic_scenes",
 ]

@@ -73,7 +73,13 @@ def _decode_ray(rows: list[dict[str, Any]], batch_size: int, workers: int) -> tu
 def decode_all(scan: AnnotationScan, *, engine: Engine = "local", batch_size: int = 32, workers: int = 1,
                progress: bool = True) -> list[dict[str, Any]]:
     """Decode every kept image; returns the decode rejects (checked: kept + rejected == images)."""
-    rows = sample_rows(scan.images, "grounded")
+    return decode_image_rows(sample_rows(scan.images, "grounded"), engine=engine, batch_size=batch_size,
+                             workers=workers, progress=progress)
+
+
+def decode_image_rows(rows: list[dict[str, Any]], *, engine: Engine = "local", batch_size: int = 32,
+                      workers: int = 1, progress: bool = True) -> list[dict[str, Any]]:
+    """Decode the image of every row (one row per image); returns the rejects of those that fail."""
     if not rows:
         return []
     engine = resolve_engine(engine, len(rows))

@@ -1,16 +1,19 @@
-"""Image decoding and the per-image transforms (pure PIL/numpy, no Ray).
+"""Image decoding and THE image transform of mgpt (pure PIL/numpy, no Ray).
 
-The eval-time path mirrors ``mgpt_vision.preprocess`` (EXIF orientation, any mode → RGB with alpha
-over white, squash or shorter-side-resize + center crop, ``(x/255 - mean) / std`` in float32), so
-pixels from this package equal the encoder's own ``preprocess_images`` — mgpt_data may not import
-mgpt_vision, so the spec arrives as ``PreprocessSpec.as_dict()``.
+One implementation serves training, the feature cache, ``predict``, ``caption`` and the demos: decode
+(:func:`decode_image`: a file, fully, truncation is an error) → RGB (:func:`to_rgb`: EXIF orientation,
+alpha over white) → resize (:func:`resize_image`: squash, or shorter side + center crop; or the
+seeded :func:`random_resized_crop` for training) → ``uint8 [3, S, S]`` (:func:`to_uint8`) →
+``(x/255 - mean) / std`` in float32 (:func:`normalize_pixels`, on the consumer: uint8 is what travels
+through Ray Data, four times smaller than float32). The encoder's preprocessing spec arrives as
+``PreprocessSpec.as_dict()`` (mgpt_data imports no model package), validated by :class:`Spec`.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -171,12 +174,39 @@ def random_resized_crop(image: Image.Image, spec: Spec, rng: np.random.Generator
     return crop.resize((spec.image_size, spec.image_size), resample=spec.resample)
 
 
+def to_uint8(image: Image.Image) -> np.ndarray:
+    """A resized RGB image → ``uint8 [3, S, S]`` (channels first)."""
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def normalize_pixels(pixels: np.ndarray, spec: Spec | dict[str, Any]) -> np.ndarray:
+    """``uint8 [..., 3, S, S]`` → float32 ``(x/255 - mean) / std`` per channel (the encoder's input)."""
+    spec = spec if isinstance(spec, Spec) else Spec.from_dict(spec)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    out = np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
+    return np.ascontiguousarray((out - mean) / std, dtype=np.float32)
+
+
 def normalize(image: Image.Image, spec: Spec) -> np.ndarray:
-    """RGB image of spec.image_size² → float32 [3, S, S], ``(x/255 - mean) / std``."""
-    arr = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1))
+    """A resized RGB image → float32 [3, S, S] (:func:`to_uint8` then :func:`normalize_pixels`)."""
+    return normalize_pixels(to_uint8(image), spec)
+
+
+def eval_pixels(image: Image.Image, spec: Spec) -> np.ndarray:
+    """The eval transform of one decoded image: RGB → resize → ``uint8 [3, S, S]``."""
+    return to_uint8(resize_image(to_rgb(image), spec))
+
+
+def pixels_from_images(images: Sequence[Image.Image], spec: Spec | dict[str, Any]) -> np.ndarray:
+    """In-memory PIL images (any mode) → the encoder's float32 input ``[B, 3, S, S]`` (eval transform)."""
+    spec = spec if isinstance(spec, Spec) else Spec.from_dict(spec)
+    if not images:
+        raise ValueError("pixels_from_images needs at least one image")
+    for i, image in enumerate(images):
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"image #{i} is {type(image).__name__}, expected PIL.Image.Image")
+    return normalize_pixels(np.stack([eval_pixels(image, spec) for image in images]), spec)
 
 
 def row_rng(seed: int, *keys: str) -> np.random.Generator:

@@ -31,10 +31,11 @@ from mgpt_data.images import (
     ImageDecodeError,
     Spec,
     decode_image,
-    normalize,
+    eval_pixels,
     random_resized_crop,
-    resize_image,
     row_rng,
+    to_rgb,
+    to_uint8,
 )
 from mgpt_data.rejects import Reject
 
@@ -94,47 +95,62 @@ class _DecodingStage:
 
 
 class ImagePreprocessor(_DecodingStage):
-    """Adds ``pixels`` float32 [B, 3, S, S] (the encoder's normalisation); undecodable rows dropped.
+    """Adds ``pixels`` uint8 [B, 3, S, S] (normalise on the consumer: `normalize_pixels`).
 
     ``augment``: RandomResizedCrop(S, scale=crop_scale) instead of the eval resize (+ a horizontal
     flip with p=.5 when ``hflip``). Random draws come from ``row_rng(seed, image_id, caption)``, so
-    a row gets the same pixels whatever its batch, worker or position; pass ``seed + epoch`` for a
-    new crop every epoch.
+    a row gets the same pixels whatever its batch, worker or position; a row's ``epoch`` column (the
+    training plan's) adds to the seed, so every epoch draws a new crop.
+
+    An undecodable row is rejected (reason + detail, to ``rejects_sink`` when given) and dropped, or,
+    with ``placeholders=True`` (training: every micro-batch keeps its rows), kept with zero pixels and
+    ``valid = False`` so the consumer drops it while batch boundaries stay where the plan put them.
     """
 
     def __init__(self, spec: dict[str, Any], augment: bool = False, seed: int = 0, *, hflip: bool = False,
-                 crop_scale: tuple[float, float] = (0.5, 1.0), rejects_sink: Any = None) -> None:
+                 crop_scale: tuple[float, float] = (0.5, 1.0), rejects_sink: Any = None,
+                 placeholders: bool = False) -> None:
         super().__init__(rejects_sink)
         self.spec = Spec.from_dict(spec)
         self.augment = augment
         self.hflip = hflip
         self.seed = seed
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
+        self.placeholders = placeholders
         if hflip and not augment:
             raise ValueError("hflip is train-time augmentation: pass augment=True")
 
-    def transform(self, image: Any, *keys: str) -> np.ndarray:
-        """One RGB PIL image → float32 [3, S, S]; ``keys`` seed the augmentation."""
+    def transform(self, image: Any, *keys: str, epoch: int = 0) -> np.ndarray:
+        """One decoded PIL image → uint8 [3, S, S]; ``seed + epoch`` and ``keys`` seed the augmentation."""
         if not self.augment:
-            return normalize(resize_image(image, self.spec), self.spec)
-        rng = row_rng(self.seed, *keys)
-        image = random_resized_crop(image, self.spec, rng, self.crop_scale)
+            return eval_pixels(image, self.spec)
+        rng = row_rng(self.seed + epoch, *keys)
+        image = random_resized_crop(to_rgb(image), self.spec, rng, self.crop_scale)
         if self.hflip and rng.random() < 0.5:
             from PIL import ImageOps
 
             image = ImageOps.mirror(image)
-        return normalize(image, self.spec)
+        return to_uint8(image)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep, images = self._decode_rows(batch)
+        size = self.spec.image_size
         pixels = [
             self.transform(image, str(_cell(batch, "image_id", i) or batch["path"][i]),
-                           str(_cell(batch, "caption", i) or ""))
+                           str(_cell(batch, "caption", i) or ""), epoch=int(_cell(batch, "epoch", i) or 0))
             for i, image in zip(keep, images, strict=True)
         ]
-        out = self._keep(batch, keep)
-        size = self.spec.image_size
-        out["pixels"] = np.stack(pixels) if pixels else np.zeros((0, 3, size, size), np.float32)
+        if not self.placeholders:
+            out = self._keep(batch, keep)
+            out["pixels"] = np.stack(pixels) if pixels else np.zeros((0, 3, size, size), np.uint8)
+            return out
+        n = len(batch["path"])
+        out = dict(batch)
+        out["pixels"] = np.zeros((n, 3, size, size), np.uint8)
+        out["valid"] = np.zeros(n, dtype=bool)
+        for i, px in zip(keep, pixels, strict=True):
+            out["pixels"][i] = px
+            out["valid"][i] = True
         return out
 
 

@@ -27,7 +27,7 @@ class DataSettings(BaseSettings):
     Augmentation (``augment``) is MiniGPT-4's train transform: RandomResizedCrop with area
     ``crop_scale`` (default .5–1) instead of the eval resize. MiniGPT-4 has no flip; ``hflip`` adds a
     horizontal flip with p=.5, which makes "on the left" captions false, so it is refused on
-    synthetic scene sets (whose captions name sides) by ``mgpt_data.iteration``.
+    synthetic scene sets (whose captions name sides) by ``mgpt_data.pipeline.check_augmentation``.
     """
 
     model_config = SettingsConfigDict(env_prefix="MGPT_DATA__", env_nested_delimiter="__", extra="forbid")
@@ -47,8 +47,9 @@ class DataSettings(BaseSettings):
     lowercase: bool = False
     strip_punctuation: bool = False
     preprocess_batch_size: int = Field(32, ge=1, description="rows per map_batches call")
-    num_preprocess_workers: int = Field(1, ge=1, description="concurrent preprocess tasks / actors")
+    num_preprocess_workers: int = Field(2, ge=1, description="concurrent preprocess tasks / actors")
     preprocess_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per preprocess task / actor")
+    prefetch_batches: int = Field(4, ge=0, description="micro-batches each training worker prefetches")
     preprocess_compute: Compute = Field(
         "tasks", description="'tasks' (pooled workers, no start-up per epoch) or 'actors' (ImagePreprocessor "
         "actor pool); same output")

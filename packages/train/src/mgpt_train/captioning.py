@@ -28,11 +28,13 @@ def caption_images(
     **decoding: Any,
 ) -> list[str]:
     """Greedy (or the run's decoding settings) captions, batched; ``decoding`` overrides settings."""
-    from mgpt_vision import preprocess_images
+    import torch
+
+    from mgpt_data import pixels_from_images
 
     out: list[str] = []
     for start in range(0, len(images), batch_size):
         chunk = list(images[start : start + batch_size])
-        pixels = preprocess_images(chunk, model.preprocess)
+        pixels = torch.from_numpy(pixels_from_images(chunk, model.preprocess.as_dict()))
         out += model.generate(pixels=pixels, instructions=instruction, **decoding)
     return out

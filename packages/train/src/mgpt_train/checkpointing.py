@@ -135,9 +135,33 @@ def read_checkpoint_dir(path: Path | str) -> tuple[dict[str, torch.Tensor], dict
     for name in (TRAINABLE_FILE, STATE_FILE):
         if not (path / name).is_file():
             raise FileNotFoundError(f"checkpoint {path} lacks {name}")
-    trainable = _load_trainable(path / TRAINABLE_FILE)
-    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-    return trainable, state
+    return _load_trainable(path / TRAINABLE_FILE), read_train_state(path)
+
+
+def read_train_state(path: Path | str) -> dict[str, Any]:
+    """The ``train_state.pt`` of a checkpoint folder (``torch.load(weights_only=True)``)."""
+    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def latest_checkpoint_dir(run_dir: Path | str) -> Path | None:
+    """The checkpoint Ray Train will hand to ``get_checkpoint()`` when this run resumes, or None.
+
+    Read from Ray's own record (``checkpoints/checkpoint_manager_snapshot.json``: its
+    ``latest_checkpoint_result``), so it is the checkpoint the workers restore, never a folder Ray
+    did not register (a crash between the folder's move and Ray's record).
+    """
+    import json
+
+    from mgpt_train.rundir import CHECKPOINTS_DIR, SNAPSHOT_FILE
+
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    snapshot = root / SNAPSHOT_FILE
+    if not snapshot.is_file():
+        return None
+    latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
+    if not latest:
+        return None
+    return root / latest["checkpoint_dir_name"]
 
 
 def read_trainable(path: Path | str) -> dict[str, torch.Tensor]:

@@ -55,3 +55,32 @@ def instruction_indices(seed: int, global_step: int, sample_ids: list[int], n_in
     if n_instructions < 1:
         raise ValueError("the instruction pool is empty")
     return [int(np.random.default_rng([seed, global_step, s]).integers(n_instructions)) for s in sample_ids]
+
+
+def epoch_plan(
+    n_rows: int, *, seed: int, epoch: int, first_step: int, iters_per_epoch: int, grad_accum_steps: int,
+    batch_size: int, world_size: int, n_instructions: int,
+) -> dict[str, np.ndarray]:
+    """Every sample of ``epoch`` from iteration ``first_step`` on, in training order, as columns.
+
+    Row ``k`` of the result is sample ``k`` of the stream: iteration ``step``, micro-batch ``micro``,
+    rank ``rank``, position in the rank's micro-batch ``slot``; ``row`` indexes the sorted row table
+    and ``instruction`` the template's pool. It equals `batch_indices` / `instruction_indices` called
+    per micro-batch (tested), computed with one permutation per pass instead of one per call.
+    """
+    per_step = batch_size * world_size
+    first_micro, n_micro = first_step * grad_accum_steps, iters_per_epoch * grad_accum_steps
+    position = np.arange(first_micro * per_step, n_micro * per_step, dtype=np.int64)
+    pass_index, offset = np.divmod(position, n_rows)
+    row = np.empty_like(position)
+    for p in np.unique(pass_index):
+        where = pass_index == p
+        row[where] = _permutation(n_rows, seed, epoch, int(p))[offset[where]]
+    micro_step, within = np.divmod(position, per_step)
+    rank, slot = np.divmod(within, batch_size)
+    step, micro = np.divmod(micro_step, grad_accum_steps)
+    global_step = epoch * iters_per_epoch + step + 1
+    instruction = np.asarray([instruction_indices(seed, int(g), [int(s)], n_instructions)[0]
+                              for g, s in zip(global_step, position, strict=True)], dtype=np.int64)
+    return {"epoch": np.full(len(position), epoch, np.int64), "step": step, "micro": micro, "rank": rank,
+            "slot": slot, "global_step": global_step, "row": row, "instruction": instruction}

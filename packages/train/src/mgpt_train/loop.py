@@ -20,7 +20,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from mgpt_train.collate import Batcher
+from mgpt_train.collate import model_inputs
+from mgpt_train.ingest import check_micro_batch, skip_to
 from mgpt_train.loop_config import LoopConfig
 from mgpt_train.metrics_log import MetricsLog
 from mgpt_train.modeling import autocast, build_model
@@ -54,33 +55,6 @@ def _all_mean(value: torch.Tensor, world_size: int) -> float:
     return float(value)
 
 
-def _load_rows(shard: Any) -> list[dict[str, Any]]:
-    return [dict(r) for r in shard.iter_rows()]
-
-
-def _make_batcher(config: LoopConfig, settings: RunSettings, rows: list[dict[str, Any]], rank: int,
-                  world_size: int) -> Batcher:
-    common = dict(seed=settings.train.seed, batch_size=settings.train.batch_size, world_size=world_size,
-                  rank=rank)
-    instructions = list(settings.bridge.template.instructions)
-    if config.features_path:
-        from mgpt_vision import load_feature_cache
-
-        features = load_feature_cache(Path(config.features_path), config.features_fingerprint,
-                                      ids=sorted({str(r["image_id"]) for r in rows}))
-        return Batcher(rows, instructions, features=features, **common)
-    from mgpt_data import ImagePreprocessor
-
-    data = settings.data
-    spec = config.preprocess_spec
-
-    def factory(epoch: int) -> ImagePreprocessor:
-        return ImagePreprocessor(spec, augment=data.augment, seed=data.seed + epoch, hflip=data.hflip,
-                                 crop_scale=tuple(data.crop_scale))
-
-    return Batcher(rows, instructions, preprocessor_factory=factory, **common)
-
-
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The Ray Train worker function (``TorchTrainer(train_loop_per_worker, train_loop_config=...)``).
 
@@ -103,8 +77,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 torch.get_num_threads(), precision)
 
     model = build_model(settings, device=device)
-    rows = _load_rows(ray.train.get_dataset_shard("train"))
-    batcher = _make_batcher(config, settings, rows, rank, world)
+    features = None
+    if config.features_path:
+        from mgpt_train.feature_store import FeatureCache, read_features
+
+        features = read_features(FeatureCache(config.features_path, config.features_fingerprint or {}),
+                                 set(config.feature_hashes or ()))
+    instructions = list(settings.bridge.template.instructions)
     optimizer = build_optimizer(model, ts.init_lr, ts.weight_decay, tuple(ts.betas))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     position = Position()
@@ -114,12 +93,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             position = restore(Path(ckpt_dir), model=model, optimizer=optimizer, scaler=scaler, rank=rank,
                                world_size=world, iters_per_epoch=iters)
     ddp = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"forward_sync_buffers": False})
+    _record_worker_nodes(run_dir, rank, world)
     metrics_log = MetricsLog(run_dir / METRICS_FILE) if rank == 0 else None
     if metrics_log is not None:
         metrics_log.truncate_after(position.global_step)
     trainable = [p for p in model.parameters() if p.requires_grad]
     settings_json = config.settings
     ddp.train()
+    shard = ray.train.get_dataset_shard("train")
+    batches = iter(shard.iter_batches(batch_size=ts.batch_size, batch_format="numpy",
+                                      prefetch_batches=settings.data.prefetch_batches))
+    pending, skipped = skip_to(batches, position)
+    if skipped:
+        logger.warning("skipped %d planned micro-batches before epoch %d step %d", skipped, position.epoch,
+                       position.step)
 
     for epoch in range(position.epoch, ts.max_epoch):
         first_step = position.step if epoch == position.epoch else 0
@@ -134,8 +121,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             global_step = position.global_step + 1
             for micro in range(ts.grad_accum_steps):
                 td = time.perf_counter()
-                batch = batcher.micro_batch(epoch=epoch, micro_step=step * ts.grad_accum_steps + micro,
-                                            global_step=global_step)
+                rows = pending if pending is not None else next(batches, None)
+                pending = None
+                if rows is None:
+                    raise RuntimeError(f"the training plan ended before epoch {epoch} step {step}")
+                check_micro_batch(rows, epoch, step, micro)
+                batch, empty = model_inputs(rows, instructions=instructions, spec=config.preprocess_spec,
+                                            features=features)
                 for key in ("features", "pixels"):
                     if key in batch:
                         batch[key] = batch[key].to(device)
@@ -145,7 +137,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 with sync:
                     with autocast(precision, device.type):
                         loss = ddp(**batch).loss
-                    scaler.scale(loss.float() / ts.grad_accum_steps).backward()
+                    weight = 0.0 if empty else 1.0 / ts.grad_accum_steps  # all images failed: a no-op step
+                    scaler.scale(loss.float() * weight).backward()
                 loss_sum += loss.detach().float().cpu()
             if ts.grad_clip is not None:
                 scaler.unscale_(optimizer)
@@ -156,7 +149,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             position = Position(epoch, step + 1, global_step)
             loss_value = _all_mean(loss_sum / ts.grad_accum_steps, world)
             record = {"epoch": epoch, "step": step, "global_step": global_step, "loss": loss_value, "lr": lr,
-                      "sec_per_it": time.perf_counter() - t0, "data_sec": data_sec}
+                      "sec_per_it": time.perf_counter() - t0, "data_sec": data_sec, "time": time.time()}
             if metrics_log is not None:
                 metrics_log.append(record)
             _maybe_fail(ts.fail_at_step, global_step, run_dir, rank)
@@ -181,6 +174,22 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 logger.info("stopping at global step %d (train.stop_at_step)", global_step)
                 return
         position = position.normalised(iters)
+
+
+def _record_worker_nodes(run_dir: Path, rank: int, world_size: int) -> None:
+    """Rank 0 writes every rank's Ray node id into ``summary.json`` (``worker_nodes``, by rank)."""
+    import ray
+
+    from mgpt_train.rundir import SUMMARY_FILE, read_json, write_json
+
+    node = ray.get_runtime_context().get_node_id()
+    nodes: list[Any] = [node]
+    if world_size > 1 and dist.is_initialized():
+        nodes = [None] * world_size
+        dist.all_gather_object(nodes, node)
+    if rank == 0 and (run_dir / SUMMARY_FILE).is_file():
+        summary = read_json(run_dir / SUMMARY_FILE)
+        write_json(run_dir / SUMMARY_FILE, {**summary, "worker_nodes": nodes})
 
 
 def _maybe_fail(fail_at_step: int | None, global_step: int, run_dir: Path, rank: int) -> None:

@@ -46,13 +46,15 @@ class CaptionPredictor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        from mgpt_data import normalize_pixels
         from mgpt_train.modeling import autocast
 
         kept = self.preprocessor(batch)  # undecodable images are dropped (and logged as rejects)
         n = len(kept["pixels"])
         captions: list[str] = []
         if n:
-            pixels = torch.from_numpy(np.ascontiguousarray(kept["pixels"])).to(self.device)
+            pixels = torch.from_numpy(normalize_pixels(kept["pixels"], self.preprocessor.spec))
+            pixels = pixels.to(self.device)
             with autocast(self.precision, self.device):
                 captions = self.model.generate(pixels=pixels)
         refs = np.empty(n, dtype=object)

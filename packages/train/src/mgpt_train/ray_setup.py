@@ -17,6 +17,10 @@ def worker_env() -> dict[str, str]:
     return {**OFFLINE_ENV, "MGPT_CACHE_DIR": str(cache_dir())}
 
 
-def ensure_ray(settings: TrainSettings) -> str | None:
-    """Start (or join ``settings.address``) with the run's dashboard choice; see `start_ray`."""
-    return start_ray(settings.address, include_dashboard=settings.include_dashboard, worker_env=worker_env())
+def ensure_ray(settings: TrainSettings, *, num_cpus: int | None = None) -> str | None:
+    """Start (or join ``settings.address``) with the run's dashboard choice; see `start_ray`.
+
+    ``num_cpus``: logical CPUs of a private local instance (ignored when joining a cluster).
+    """
+    return start_ray(settings.address, num_cpus=num_cpus, include_dashboard=settings.include_dashboard,
+                     worker_env=worker_env())

@@ -35,6 +35,7 @@ SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 REJECTS_FILE = "rejects.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints
 EVAL_DIR = "eval"
 
 

@@ -44,11 +44,17 @@ class TrainSettings(BaseSettings):
     workers: int = Field(2, ge=1)
     use_gpu: bool = False
     threads_per_worker: int | None = Field(None, ge=1, description="None = CPU cores // workers (min 1)")
+    cpus_per_worker: float = Field(
+        1.0, gt=0, description="logical CPUs each training worker reserves; the rest run the data pipeline")
     address: str | None = Field(None, description='None = local Ray on 127.0.0.1; "auto" or "ray://host:port"')
     include_dashboard: bool = False
     max_failures: int = Field(1, ge=0)
     # features
-    cache_features: bool = Field(True, description="frozen encoder: encode every image once on the driver")
+    cache_features: bool = Field(
+        True, description="frozen encoder: encode every image once (Ray Data batch inference) and train from "
+        "the cached features")
+    check_images: bool = Field(False, description="decode every train image before training (Ray Data) and "
+                               "drop the bad ones; streaming rejects them anyway")
     # outputs
     checkpoint_every_steps: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)

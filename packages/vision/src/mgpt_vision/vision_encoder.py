@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
 
 from mgpt_vision.params import count_parameters
-from mgpt_vision.preprocess import PreprocessSpec, preprocess_images
+from mgpt_vision.preprocess import PreprocessSpec
 
 
 @dataclass
@@ -34,10 +32,9 @@ class VisionEncoder:
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.module.parameters())
 
-    def encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Preprocess PIL images and run the module → [B, num_tokens, token_dim]."""
-        pixels = preprocess_images(images, self.preprocess).to(self.device)
-        return self.module(pixels)
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels ``[B, 3, S, S]`` (``mgpt_data.pixels_from_images``) → [B, tokens, width]."""
+        return self.module(pixels.to(self.device))
 
     def summary(self) -> dict[str, Any]:
         """Plain dict for logs and run directories."""

@@ -1,0 +1,176 @@
+"""The training input as a Ray Data pipeline, deterministic per (seed, epoch) and exact on resume.
+
+Ray Train's default split (``streaming_split``) hands blocks to whichever worker asks first, so which
+samples reach which rank — and in which order — changes from run to run. mgpt therefore never lets
+Ray decide the order; it *plans* it:
+
+1. **The plan** (`TrainPlan`, passed to the trainer as ``datasets={"train": plan}``). Ray Train calls
+   it at every worker-group start (the first, and each restart after a failure). It reads where the
+   run stands — the latest checkpoint Ray recorded (``checkpoint_manager_snapshot.json``) — and
+   returns a Dataset with one row per sample still to train, in training order: for each remaining
+   epoch one Ray task expands `data_order.epoch_plan` (a pure function of seed, epoch and the sorted
+   row table) into columns ``epoch, step, micro, rank, slot, global_step, instruction`` plus the
+   row's ``image_id, path, caption`` (and ``content_hash`` with the feature cache). Nothing is read
+   for iterations already done, and the driver never holds the plan.
+2. **The split** (`RankShards`, a ``DataConfig``): rank ``r`` gets ``plan.filter(rank == r)`` with
+   ``preserve_order``, so every rank sees exactly its samples in plan order, whatever the scheduling.
+3. **The stage**: from pixels, `PixelStage` decodes + transforms each row in Ray Data tasks
+   (``mgpt_data.add_pixels``) *after* the split; an undecodable image becomes a placeholder row
+   (``valid = False``, rejected with its reason to the rejects sink) so micro-batch boundaries stay
+   where the plan put them. From the feature cache there is no stage: workers look features up.
+4. **The worker** iterates its shard with ``iter_batches(batch_size=batch_size, prefetch_batches=k)``:
+   every batch is one micro-batch; its ``(epoch, step, micro)`` is checked against the loop's
+   position (`check_micro_batch`), so a resumed run provably continues at the exact sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import ray.train
+
+from mgpt_train.data_order import epoch_plan
+from mgpt_train.train_state import Position
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import ray.data
+
+logger = logging.getLogger(__name__)
+
+PLAN_TASK_CPUS = 0.25  # expanding one epoch's plan is integer arithmetic: it needs little CPU
+ROW_COLUMNS = ("image_id", "path", "caption")
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """What the order of samples is a pure function of (besides the sorted row table)."""
+
+    seed: int
+    batch_size: int
+    grad_accum_steps: int
+    world_size: int
+    iters_per_epoch: int
+    max_epoch: int
+    n_instructions: int
+
+
+def expand_epochs(batch: dict[str, np.ndarray], rows: pa.Table, spec: PlanSpec) -> pa.Table:
+    """Ray Data UDF: ``{epoch, first_step}`` items → the plan rows of those epochs (all ranks)."""
+    import pyarrow as pa
+
+    tables = []
+    for epoch, first_step in zip(batch["epoch"], batch["first_step"], strict=True):
+        cols = epoch_plan(rows.num_rows, seed=spec.seed, epoch=int(epoch), first_step=int(first_step),
+                          iters_per_epoch=spec.iters_per_epoch, grad_accum_steps=spec.grad_accum_steps,
+                          batch_size=spec.batch_size, world_size=spec.world_size,
+                          n_instructions=spec.n_instructions)
+        picked = rows.take(pa.array(cols.pop("row")))
+        tables.append(pa.Table.from_pydict({**cols, **{c: picked[c] for c in picked.column_names}}))
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+class TrainPlan:
+    """``datasets={"train": TrainPlan(...)}``: a Dataset factory Ray Train calls at each worker-group start.
+
+    ``rows``: the training rows as an Arrow table in their stable sort order (``image_id, path,
+    caption`` and, with the feature cache, ``content_hash``).
+    """
+
+    def __init__(self, rows: pa.Table, spec: PlanSpec, run_dir: str | Path) -> None:
+        self.rows = rows
+        self.spec = spec
+        self.run_dir = str(run_dir)
+
+    def start(self) -> Position:
+        return latest_position(Path(self.run_dir), self.spec.iters_per_epoch)
+
+    def __call__(self) -> ray.data.Dataset:
+        import ray.data
+
+        start = self.start()
+        items = [{"epoch": e, "first_step": start.step if e == start.epoch else 0}
+                 for e in range(start.epoch, self.spec.max_epoch)]
+        logger.info("training plan from epoch %d step %d (%d epochs to expand)", start.epoch, start.step,
+                    len(items))
+        source = ray.data.from_items(items or [{"epoch": self.spec.max_epoch, "first_step": 0}],
+                                     override_num_blocks=max(1, len(items)))
+        plan = source.map_batches(expand_epochs, batch_size=1, batch_format="numpy", num_cpus=PLAN_TASK_CPUS,
+                                  fn_kwargs={"rows": self.rows, "spec": self.spec})
+        return plan if items else plan.limit(0)
+
+
+class RankShards(ray.train.DataConfig):
+    """Rank ``r`` reads exactly the plan rows with ``rank == r``, in plan order, through ``stage``."""
+
+    def __init__(self, stage: Any = None) -> None:
+        super().__init__(datasets_to_split=[])
+        self.stage = stage
+
+    def configure(self, datasets: dict[str, ray.data.Dataset], world_size: int, worker_handles: Any,
+                  worker_node_ids: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{} for _ in range(world_size)]
+        for name, ds in datasets.items():
+            for rank in range(world_size):
+                shard = ds.filter(expr=f"rank == {rank}")
+                if self.stage is not None:
+                    shard = self.stage(shard)
+                options = self._resolve_execution_options(name)
+                options.preserve_order = True
+                shard.context.execution_options = options
+                out[rank][name] = shard.iterator()
+        return out
+
+
+@dataclass(frozen=True)
+class PixelStage:
+    """Decode + transform after the split (``mgpt_data.add_pixels``), placeholders for bad images."""
+
+    spec: dict[str, Any]
+    data_settings: dict[str, Any]
+    rejects_sink: Any = None
+
+    def __call__(self, shard: ray.data.Dataset) -> ray.data.Dataset:
+        from mgpt_data import DataSettings, add_pixels
+
+        data = DataSettings.model_validate(self.data_settings)
+        return add_pixels(shard, self.spec, data, augment=data.augment, rejects_sink=self.rejects_sink,
+                          placeholders=True)
+
+
+def check_micro_batch(batch: dict[str, np.ndarray], epoch: int, step: int, micro: int) -> None:
+    """Raise unless every row of ``batch`` is in micro-batch ``micro`` of iteration ``step`` of ``epoch``."""
+    want = (epoch, step, micro)
+    got = {(int(e), int(s), int(m)) for e, s, m in zip(batch["epoch"], batch["step"], batch["micro"],
+                                                       strict=True)}
+    if got != {want}:
+        raise RuntimeError(f"training plan out of step: expected epoch/step/micro {want}, the shard gave "
+                           f"{sorted(got)[:3]} (the plan must start where the checkpoint left off)")
+
+
+def skip_to(batches: Any, position: Position) -> tuple[dict[str, np.ndarray] | None, int]:
+    """Advance ``batches`` to the first micro-batch at or after ``position``; returns it and how many were
+    skipped (0 unless the plan started before the restored checkpoint)."""
+    skipped = 0
+    for batch in batches:
+        where = (int(batch["epoch"][0]), int(batch["step"][0]))
+        if where >= (position.epoch, position.step):
+            return batch, skipped
+        skipped += 1
+    return None, skipped
+
+
+def latest_position(run_dir: Path, iters_per_epoch: int) -> Position:
+    """Where a run resumes: the position saved in the latest checkpoint Ray recorded (else the start)."""
+    from mgpt_train.checkpointing import latest_checkpoint_dir, read_train_state
+
+    ckpt = latest_checkpoint_dir(run_dir)
+    if ckpt is None:
+        return Position()
+    state = read_train_state(ckpt)
+    position = Position(int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"]))
+    return position.normalised(iters_per_epoch)
