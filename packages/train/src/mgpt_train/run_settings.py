@@ -71,6 +71,18 @@ class RunSettings(BaseSettings):
         """Rebuild from `to_json_dict` output; every key is given, so the environment cannot change it."""
         return cls(**data)
 
+    @classmethod
+    def from_run_dir(cls, run_dir: Path | str) -> RunSettings:
+        """The settings a run was trained with (``RUN_DIR/settings.json``)."""
+        from mgpt_train.rundir import SETTINGS_FILE, read_json
+
+        path = Path(run_dir) / SETTINGS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{run_dir} is not a run directory (no {SETTINGS_FILE}); pass the folder `mgpt train` wrote"
+            )
+        return cls.from_json_dict(read_json(path))
+
     def with_absolute_paths(self) -> RunSettings:
         """A copy whose file and folder settings are absolute (Ray workers run in another folder)."""
         data = self.to_json_dict()
