@@ -27,9 +27,18 @@ from mgpt_cli.model_options import (
     user_errors,
 )
 
+CAPTION_HELP = (
+    "Caption image files, folders and globs: one row each (image, caption, checkpoint, "
+    "decoding).\n\n"
+    "Unreadable or missing files are reported (and written to OUTPUT.rejects.jsonl) and "
+    "skipped. Decoding defaults to the run's [bridge.generation] (greedy for the presets). "
+    "Beyond --ray-threshold images the work goes to a Ray Data actor pool (GPUs when "
+    "present)."
+)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("caption")
+    @app.command("caption", help=CAPTION_HELP)
     def caption(
         images: Annotated[
             list[str], typer.Argument(help="image files, folders (searched recursively) or quoted globs")
@@ -60,11 +69,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print a JSON list of rows on stdout")] = False,
         set_: SetOpt = None,
     ) -> None:
-        """Caption images: one row each (image, caption, checkpoint, decoding settings).
-
-        Unreadable or missing files are reported (and written to OUTPUT.rejects.jsonl) and skipped.
-        Decoding defaults to the run's [bridge.generation] (greedy for the presets).
-        """
+        """Caption image files, folders and globs: one row each (image, caption, checkpoint, decoding)."""
         from mgpt_train.inference.caption import caption_files
 
         decoding = decoding_overrides(max_new_tokens=max_new_tokens, num_beams=num_beams, sample=sample,

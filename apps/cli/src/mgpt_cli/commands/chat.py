@@ -25,9 +25,17 @@ from mgpt_cli.model_options import (
     user_errors,
 )
 
+CHAT_HELP = (
+    "Chat about IMAGE in the terminal, answers streamed; one message per line.\n\n"
+    "Commands: /image PATH, /reset, /quit (or end of input). Works on a pipe, e.g. "
+    "printf 'what is it?\\nwhich colour?\\n' | mgpt chat photo.jpg --run RUN --json\n\n"
+    "The run's own prompt template renders the whole conversation. Decoding defaults to "
+    "MiniGPT-4's demo (sampling, top-p 0.9, repetition penalty 1.05, up to 300 new tokens)."
+)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("chat")
+    @app.command("chat", help=CHAT_HELP)
     def chat(
         image: Annotated[Path, typer.Argument(help="the image to talk about (any format PIL reads)")],
         run: RunOpt = None,
@@ -48,12 +56,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         set_: SetOpt = None,
     ) -> None:
-        """Chat about IMAGE, one message per line: /image PATH, /reset, /quit (or end of input).
-
-        Works on a pipe: `printf 'what is it?\\nwhich colour?\\n' | mgpt chat photo.jpg --run RUN`.
-        Uses the run's own prompt template with the history of the chat; decoding defaults to
-        MiniGPT-4's demo (sampling, top-p 0.9, repetition penalty 1.05, up to 300 new tokens).
-        """
+        """Chat about IMAGE in the terminal, answers streamed; one message per line."""
         from mgpt_bridge import GenerationSettings
         from mgpt_train.inference.chat import COMMANDS_HELP, ChatSession, run_terminal_chat
         from mgpt_train.inference.loading import InferenceModel, with_decoding

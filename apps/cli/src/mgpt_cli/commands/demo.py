@@ -16,9 +16,15 @@ from mgpt_cli.model_options import (
     user_errors,
 )
 
+DEMO_HELP = (
+    "Serve the browser demo (gradio) and print its URL; Ctrl-C stops it.\n\n"
+    "Upload an image, chat with streamed answers; sliders for beams, temperature, top-p "
+    "and max new tokens, a restart button and a checkpoint picker."
+)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
+    @app.command("demo", help=DEMO_HELP)
     def demo(
         run: RunOpt = None,
         checkpoint: CheckpointOpt = None,
@@ -32,8 +38,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = "auto",
         set_: SetOpt = None,
     ) -> None:
-        """Serve the web demo: upload an image, chat with streamed answers, sliders for beams /
-        temperature / top-p / max new tokens, a restart button and a checkpoint picker. Ctrl-C stops it."""
+        """Serve the browser demo (gradio) and print its URL; Ctrl-C stops it."""
         from mgpt_train.inference.demo import launch_demo
 
         with user_errors():

@@ -25,9 +25,17 @@ from mgpt_cli.model_options import (
     user_errors,
 )
 
+SERVE_HELP = (
+    "Serve captions over HTTP (Ray Serve, dynamic batching); Ctrl-C stops it.\n\n"
+    "POST an image's bytes to the printed URL and get JSON back: curl --data-binary "
+    "@photo.jpg URL\n\n"
+    "More settings (cpus/threads per replica, upload limit): MGPT_SERVE__* environment "
+    "variables."
+)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("serve")
+    @app.command("serve", help=SERVE_HELP)
     def serve(
         run: RunOpt = None,
         checkpoint: CheckpointOpt = None,
@@ -56,9 +64,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         set_: SetOpt = None,
     ) -> None:
-        """Serve captions over HTTP: POST an image's bytes to the printed URL, get JSON back
-        (`curl --data-binary @photo.jpg URL`). Other settings: MGPT_SERVE__* environment variables.
-        Ctrl-C stops it."""
+        """Serve captions over HTTP (Ray Serve, dynamic batching); Ctrl-C stops it."""
         from mgpt_train.inference.serve import ServeSettings, start_server
 
         wait_s = None if batch_wait_ms is None else batch_wait_ms / 1000
