@@ -1,9 +1,11 @@
 """The web demo in a real browser: `mgpt demo` on a tiny run, driven by headless Chromium (Debian's
 `chromium` + `chromium-driver`, which `.ci/run` installs) through selenium.
 
-It uploads a real photo (scikit-image's astronaut), sends a message, waits for the streamed answer
+It first sends a message with no image (an error toast, not a crash), then uploads a real photo
+(scikit-image's astronaut), sends a message, waits for the streamed answer
 to finish (at most 40 new tokens, set with a slider), asserts it is shown, saves a screenshot as
-``<tmp_path>/demo.png`` and checks that Restart clears the chat and the image.
+``<tmp_path>/demo.png``, checks that Restart clears the chat and the image, and switches the
+checkpoint picker (the run's epochs and the untrained bridge) to the untrained bridge.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def _browser():
                 "--window-size=1280,1000"):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def _toasts(browser) -> list:
+    from selenium.webdriver.common.by import By
+
+    return browser.find_elements(By.CSS_SELECTOR, ".toast-body.error")
 
 
 def _start_demo(run_dir: Path, port: int, log_path: Path) -> tuple[subprocess.Popen, str]:
@@ -91,10 +99,21 @@ def test_demo_uploads_a_photo_and_streams_an_answer(tiny_run_dir: Path, tmp_path
         browser.get(url)
         wait = WebDriverWait(browser, 120, poll_frequency=0.25)
         upload = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#image input[type=file]"))[0]
+        browser.find_element(By.CSS_SELECTOR, "#message textarea").send_keys("hello?")
+        browser.find_element(By.CSS_SELECTOR, "#send").click()  # no image yet: an error toast, no crash
+        wait.until(lambda b: any("Upload an image first" in t.text for t in _toasts(b)))
+        for close in browser.find_elements(By.CSS_SELECTOR, ".toast-close"):
+            close.click()
+        wait.until(lambda b: not _toasts(b))
+        browser.find_element(By.CSS_SELECTOR, "#message textarea").clear()
         upload.send_keys(str(photo))
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#image img"))
         picker = browser.find_element(By.CSS_SELECTOR, "#checkpoint input")
         assert picker.get_attribute("value") == "epoch_1"  # the run's last epoch by default
+        picker.click()
+        options = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#checkpoint [role=option]"))
+        assert [o.get_attribute("aria-label") for o in options] == ["epoch_0", "epoch_1", "untrained"]
+        picker.send_keys(Keys.ESCAPE)
         tokens = browser.find_element(By.CSS_SELECTOR, "#max-new-tokens input[type=number]")
         tokens.clear()
         tokens.send_keys("40", Keys.TAB)  # a slider: at most 40 new tokens
@@ -123,6 +142,12 @@ def test_demo_uploads_a_photo_and_streams_an_answer(tiny_run_dir: Path, tmp_path
         browser.find_element(By.CSS_SELECTOR, "#restart").click()
         wait.until(lambda b: not b.find_elements(By.CSS_SELECTOR, "#chatbot .message")
                    and not b.find_elements(By.CSS_SELECTOR, "#image img"))  # chat and image forgotten
+        picker.click()  # switch the model to the untrained bridge: no error, the picker shows it
+        untrained = "#checkpoint [aria-label=untrained]"
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, untrained))[0].click()
+        wait.until(lambda b: picker.get_attribute("value") == "untrained")
+        time.sleep(1)
+        assert _toasts(browser) == []
     finally:
         if not screenshot.exists():
             browser.save_screenshot(str(screenshot))  # what the page showed when it failed
