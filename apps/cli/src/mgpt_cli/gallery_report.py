@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 def write_gallery_report(eval_dir: Path, settings: RunSettings, entries: Sequence[Any]) -> dict[str, Path]:
     """Caption every gallery photo with each entry (``.name``, ``.checkpoint``) and score it."""
     from mgpt_eval import load_gallery, score_captions
-    from mgpt_train.inference.captioning import caption_images, load_captioner
+    from mgpt_train.captioning import caption_images, load_captioner
 
     items = load_gallery()
     if not items:

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -95,9 +95,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(path: str | IO[bytes]) -> Image.Image:
-    """Open and fully decode an image file (or a binary file object, e.g. an upload's
-    ``io.BytesIO``) → RGB; a truncated file is an error."""
+def decode_image(path: str) -> Image.Image:
+    """Open and fully decode an image file (a truncated file is an error) → RGB."""
     try:
         with _truncated_images_are_errors(), Image.open(path) as image:
             image.load()

@@ -17,8 +17,6 @@ _LAZY = {
     "resolve_device": "loading",
     "resolve_source": "loading",
     "with_decoding": "loading",
-    "caption_images": "captioning",
-    "load_captioner": "captioning",
     "caption_files": "caption",
     "collect_images": "caption",
     "ChatSession": "chat",

@@ -69,7 +69,7 @@ class CaptionDeployment:
         self.caption_batch.set_batch_wait_timeout_s(self.options.batch_wait_timeout_s)
 
     def _caption(self, images: list[Any]) -> list[str]:
-        from mgpt_train.inference.captioning import caption_images
+        from mgpt_train.captioning import caption_images
 
         with self.model.lock, self.model.autocast():
             return caption_images(self.model.model, images, batch_size=len(images),
@@ -100,7 +100,7 @@ class CaptionDeployment:
             limit = self.options.max_upload_bytes
             return _error(413, "too_large", f"{len(body)} bytes; the limit is {limit}")
         try:
-            image = decode_image(io.BytesIO(body))
+            image = decode_image(io.BytesIO(body))  # PIL opens a file object as it opens a path
         except ImageDecodeError as e:
             return _error(400, e.reason, f"the upload is not an image PIL can decode: {e.detail}")
         return JSONResponse(await self.caption_batch(image))
