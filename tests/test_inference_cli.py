@@ -79,12 +79,25 @@ def test_caption_a_folder_of_200_images_skips_bad_files(tiny_run_dir: Path, tmp_
     assert "skipped" in proc.stderr and "broken.jpg" in proc.stderr
 
 
-def test_caption_reports_bad_input_as_errors(tiny_run_dir: Path, tmp_path: Path) -> None:
-    proc = _cli("caption", str(_photo(tmp_path / "a.png", 1)), "--run", str(tiny_run_dir),
-                "--checkpoint", str(tmp_path / "nope"))
-    assert proc.returncode == 2 and "error: checkpoint" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _cli("caption", str(tmp_path / "a.png"), "--run", str(tmp_path))
-    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+def test_inference_commands_report_bad_input_as_errors(tiny_run_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mgpt_cli.main import app
+
+    photo = str(_photo(tmp_path / "a.png", 1))
+    cases = [
+        (["caption", photo, "--run", str(tiny_run_dir), "--checkpoint", str(tmp_path / "nope")],
+         "does not exist"),
+        (["caption", photo, "--run", str(tmp_path)], "not a run directory"),
+        (["caption", photo, "--run", str(tiny_run_dir), "--engine", "spark"], "engine must be"),
+        (["chat", str(tmp_path / "missing.png"), "--run", str(tiny_run_dir)], "missing_file"),
+        (["demo", "--run", str(tmp_path)], "not a run directory"),
+        (["serve", "--run", str(tiny_run_dir), "--max-batch-size", "256"], "max_ongoing_requests"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "error:" in result.output and message in result.output, (args, result.output)
 
 
 def _free_port() -> int:

@@ -78,8 +78,12 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             options = ServeSettings(**{k: v for k, v in flags.items() if v is not None})
             source = model_source(run, checkpoint, preset, sets)
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop Serve and Ray on `kill` too
-            server = start_server(source, options, decoding=decoding, instruction=instruction)
+            previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop Serve and Ray on `kill` too
+            try:
+                server = start_server(source, options, decoding=decoding, instruction=instruction)
+            except BaseException:
+                signal.signal(signal.SIGTERM, previous)
+                raise
         typer.echo(f"serving captions at {server.url}  (POST an image; Ctrl-C to stop)")
         try:
             while True:
