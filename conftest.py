@@ -74,3 +74,34 @@ def llama_vocab_dir():
         except OSError as e:
             pytest.skip(f"LLaMA vocab not cached at {dest} and not fetchable from PyPI: {e}")
     return dest
+
+
+# ---------------------------------------------------------------------------------------------- tiny run dir
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A run directory laid out as `mgpt train` writes it (settings.json, checkpoints/epoch_0..1) on the
+    tiny preset, made in seconds: each checkpoint is the seeded initial bridge plus seeded noise, so
+    the two epochs and the untrained bridge differ. (Real training is tested in tests/test_cli_e2e.py.)"""
+    from pathlib import Path
+
+    import torch
+
+    from mgpt_train.checkpointing import write_checkpoint_dir
+    from mgpt_train.modeling import build_model
+    from mgpt_train.run_settings import RunSettings
+    from mgpt_train.rundir import SETTINGS_FILE, write_json
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    run_dir = root / "runs" / "tiny"
+    settings = RunSettings.load(Path(__file__).parent / "configs" / "tiny.toml",
+                                {"data": {"data_dir": str(root / "data")},
+                                 "train": {"output_dir": str(root / "runs"), "run_name": "tiny"}})
+    write_json(run_dir / SETTINGS_FILE, settings.to_json_dict())
+    initial = build_model(settings).trainable_state_dict()
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(2):
+        trainable = {k: v + 0.5 * torch.randn(v.shape, generator=generator) for k, v in initial.items()}
+        write_checkpoint_dir(run_dir / "checkpoints" / f"epoch_{epoch}", trainable,
+                             {"epoch": epoch + 1, "step_in_epoch": 0, "global_step": 2 * (epoch + 1)},
+                             settings.to_json_dict())
+    return run_dir

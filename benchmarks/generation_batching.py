@@ -30,10 +30,10 @@ def main() -> None:
     import torch
     from PIL import Image
 
+    from mgpt_data import pixels_from_images
     from mgpt_train.driver_data import ensure_dataset, read_split_rows
     from mgpt_train.modeling import build_model
     from mgpt_train.run_settings import RunSettings
-    from mgpt_vision import preprocess_images
 
     torch.set_num_threads(os.cpu_count() or 1)
     settings = RunSettings.load(args.preset)
@@ -42,7 +42,7 @@ def main() -> None:
     rows = rows[: args.images]
     images = [Image.open(r["path"]).convert("RGB") for r in rows]
     model = build_model(settings, checkpoint=args.checkpoint).eval()
-    pixels = preprocess_images(images, model.preprocess)
+    pixels = torch.from_numpy(pixels_from_images(images, model.preprocess.as_dict()))
     decoding = {"max_new_tokens": args.max_new_tokens, "num_beams": 1, "do_sample": False}
 
     model.generate(pixels=pixels[:2], **decoding)  # warm-up

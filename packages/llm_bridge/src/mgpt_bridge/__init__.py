@@ -3,6 +3,7 @@
 from .adapter import ADAPTER_DIR, export_merged_lm, save_lora_adapter, write_lora_adapter
 from .checkpoint import TRAINABLE_FILE, load_trainable, read_contents, save_trainable, trainable_file
 from .contents import TrainableContents, describe_trainable
+from .conversation import Conversation, Exchange
 from .convert import ConvertResult, Direction, check_fits, convert_checkpoint, detect_direction
 from .inspect import inspect_model
 from .inspect_text import format_report
@@ -13,12 +14,14 @@ from .projector import PROJECTOR_KINDS, ProjectorSpec, build_projector, projecte
 from .settings import MINIGPT4_INSTRUCTIONS, BridgeSettings, GenerationSettings, TemplateSettings
 from .splice import splice_image_embeds
 from .stopping import EndSymStoppingCriteria, trim_generation
+from .streaming import StreamedReply, stream_reply
 from .template import (
     IGNORE_INDEX,
     PromptTemplate,
     bos_prefix,
     build_batch,
     build_generation_prompt,
+    build_segments_prompt,
     normalize_caption,
 )
 from .tuning import apply_lm_tuning, freeze, is_frozen, lora_config
@@ -29,6 +32,8 @@ __all__ = [
     "CheckpointError",
     "ConvertResult",
     "Direction",
+    "Conversation",
+    "Exchange",
     "EndSymStoppingCriteria",
     "GenerationSettings",
     "IGNORE_INDEX",
@@ -39,6 +44,7 @@ __all__ = [
     "ProjectorSpec",
     "PromptTemplate",
     "TRAINABLE_FILE",
+    "StreamedReply",
     "TemplateSettings",
     "TrainableContents",
     "VisionLanguageModel",
@@ -46,6 +52,7 @@ __all__ = [
     "bos_prefix",
     "build_batch",
     "build_generation_prompt",
+    "build_segments_prompt",
     "build_projector",
     "build_vlm",
     "check_fits",
@@ -74,6 +81,7 @@ __all__ = [
     "smollm2_gguf_path",
     "splice_image_embeds",
     "trainable_file",
+    "stream_reply",
     "trim_generation",
     "write_lora_adapter",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from mgpt_vision import VisionSettings
 
 logger = logging.getLogger(__name__)
+
+# The prompt goes in as inputs_embeds, so repetition_penalty sees only new tokens, as in MiniGPT-4:
+# intended, so transformers' warning about it (once per generate call) is not shown.
+warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
 
 
 class VisionLanguageModel(nn.Module):
@@ -127,7 +132,8 @@ class VisionLanguageModel(nn.Module):
             )
         return embeds
 
-    def _embed_prompt(self, batch: Mapping[str, torch.Tensor], image_embeds: torch.Tensor) -> torch.Tensor:
+    def embed_prompt(self, batch: Mapping[str, torch.Tensor], image_embeds: torch.Tensor) -> torch.Tensor:
+        """The LM's input embeddings of ``batch["input_ids"]`` with ``image_embeds`` at its image slots."""
         embedding = self.lm.get_input_embeddings()
         inputs_embeds = embedding(batch["input_ids"].to(embedding.weight.device))
         return splice_image_embeds(inputs_embeds, batch["image_mask"], image_embeds)
@@ -164,7 +170,7 @@ class VisionLanguageModel(nn.Module):
         rows = self._instructions(instructions, len(answers), sample=True)
         batch = build_batch(tokenizer, self.template, rows, answers, self.num_image_tokens)
         device = self.lm.get_input_embeddings().weight.device
-        inputs_embeds = self._embed_prompt(batch, image_embeds.to(device))
+        inputs_embeds = self.embed_prompt(batch, image_embeds.to(device))
         return self.lm(
             inputs_embeds=inputs_embeds,
             attention_mask=batch["attention_mask"].to(device),
@@ -190,9 +196,7 @@ class VisionLanguageModel(nn.Module):
         ``instructions=None`` uses the first instruction of the pool. Runs in eval mode.
         """
         tokenizer = self._need_tokenizer()
-        known = {k: v for k, v in decoding.items() if k in GenerationSettings.model_fields}
-        extra = {k: v for k, v in decoding.items() if k not in known}  # e.g. logits_processor; HF checks them
-        settings = GenerationSettings.model_validate({**self.generation_settings.model_dump(), **known})
+        settings, extra = self.decoding(**decoding)
         was_training = self.training
         self.eval()
         try:
@@ -200,7 +204,7 @@ class VisionLanguageModel(nn.Module):
             rows = self._instructions(instructions, image_embeds.shape[0], sample=False)
             batch = build_generation_prompt(tokenizer, self.template, rows, self.num_image_tokens)
             device = self.lm.get_input_embeddings().weight.device
-            inputs_embeds = self._embed_prompt(batch, image_embeds.to(device))
+            inputs_embeds = self.embed_prompt(batch, image_embeds.to(device))
             stop = EndSymStoppingCriteria(tokenizer, self.template.end_sym)
             out = self.lm.generate(
                 inputs_embeds=inputs_embeds,
@@ -213,6 +217,14 @@ class VisionLanguageModel(nn.Module):
         finally:
             self.train(was_training)
         return [trim_generation(tokenizer, row, self.template.end_sym, stop.id_sequences) for row in out]
+
+    def decoding(self, **decoding: Any) -> tuple[GenerationSettings, dict[str, Any]]:
+        """``(GenerationSettings, extra generate kwargs)``: the model's settings with the
+        :class:`GenerationSettings` fields in ``decoding`` replaced (validated); the rest (e.g.
+        ``logits_processor``) is passed to ``transformers`` as it is, which rejects unknown keys."""
+        known = {k: v for k, v in decoding.items() if k in GenerationSettings.model_fields}
+        extra = {k: v for k, v in decoding.items() if k not in known}
+        return GenerationSettings.model_validate({**self.generation_settings.model_dump(), **known}), extra
 
     # -- trainable state -----------------------------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

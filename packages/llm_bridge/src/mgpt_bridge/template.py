@@ -47,21 +47,36 @@ class PromptTemplate:
 
     def render(self, instruction: str) -> str:
         """Full prompt text (up to where the answer starts) holding one image placeholder."""
+        return self.render_turns([], instruction)
+
+    def render_turns(self, history: Sequence[tuple[str, str]], message: str) -> str:
+        """Prompt text of a conversation: earlier ``(user, answer)`` turns, then ``message``, up to where
+        the next answer starts.
+
+        ``minigpt4`` style: ``prompt`` around each user text, each earlier answer followed by ``end_sym``
+        (an ``end_sym`` that the next prompt starts with is not doubled: MiniGPT-4's ``###`` separator,
+        ``###Human: q1 ###Assistant: a1###Human: q2 ###Assistant: ``). ``chat`` style: the tokenizer's
+        chat template over the turns. With no history this is exactly the training prompt.
+        """
         if self.settings.style == "minigpt4":
-            return self.settings.prompt.replace("{}", instruction)
+            text, prompt = "", self.settings.prompt
+            for user, answer in history:
+                text = _join(text, prompt.replace("{}", user) + answer + self.end_sym, self.end_sym)
+            return _join(text, prompt.replace("{}", message), self.end_sym)
         assert self.tokenizer is not None
-        messages = [{"role": "user", "content": instruction}]
-        if self.settings.system is not None:
-            messages.insert(0, {"role": "system", "content": self.settings.system})
+        messages = [{"role": "system", "content": self.settings.system}] if self.settings.system else []
+        for user, answer in history:
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": message})
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         bos = self.tokenizer.bos_token
         if bos and text.startswith(bos) and bos_prefix(self.tokenizer):
             text = text[len(bos) :]  # BOS is prepended once as an id by the batch builders
         return text
 
-    def segments(self, instruction: str) -> tuple[str, str]:
-        """``(text before the image, text after the image)`` of the rendered prompt."""
-        text = self.render(instruction)
+    def segments(self, instruction: str, history: Sequence[tuple[str, str]] = ()) -> tuple[str, str]:
+        """``(text before the image, text after the image)`` of the rendered prompt (see `render_turns`)."""
+        text = self.render_turns(history, instruction)
         placeholder = self.settings.image_placeholder
         if text.count(placeholder) != 1:
             raise ValueError(
@@ -75,6 +90,13 @@ class PromptTemplate:
         if self.settings.normalize_answers:
             answer = normalize_caption(answer)
         return answer + self.settings.end_sym
+
+
+def _join(text: str, piece: str, sep: str) -> str:
+    """``text + piece``; a ``sep`` that ends ``text`` and starts ``piece`` is kept once."""
+    if text.endswith(sep) and piece.startswith(sep):
+        return text + piece[len(sep) :]
+    return text + piece
 
 
 def bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -111,12 +133,15 @@ def _check_lengths(instructions: Sequence[str], other: Sequence, what: str) -> N
 
 def _prompt_rows(tokenizer, template: PromptTemplate, instructions: Sequence[str], num_image_tokens: int):
     """Per row: (prompt ids with image slots filled by pad, index of the first image slot)."""
+    return _segment_rows(tokenizer, [template.segments(i) for i in instructions], num_image_tokens)
+
+
+def _segment_rows(tokenizer, segments: Sequence[tuple[str, str]], num_image_tokens: int):
     if num_image_tokens < 1:
         raise ValueError(f"num_image_tokens must be >= 1, got {num_image_tokens}")
     pad, bos = _pad_id(tokenizer), bos_prefix(tokenizer)
     rows = []
-    for instruction in instructions:
-        before, after = template.segments(instruction)
+    for before, after in segments:
         head = bos + _ids(tokenizer, before)
         rows.append((head + [pad] * num_image_tokens + _ids(tokenizer, after), len(head)))
     return rows
@@ -187,8 +212,18 @@ def build_generation_prompt(
     Returns ``input_ids``, ``attention_mask``, ``image_mask`` and ``image_positions`` as :func:`build_batch`.
     """
     _check_lengths(instructions, instructions, "instructions")
+    return build_segments_prompt(tokenizer, [template.segments(i) for i in instructions], num_image_tokens)
+
+
+def build_segments_prompt(
+    tokenizer: PreTrainedTokenizerBase, segments: Sequence[tuple[str, str]], num_image_tokens: int
+) -> dict[str, torch.Tensor]:
+    """As :func:`build_generation_prompt` from rendered ``(before image, after image)`` text pairs
+    (e.g. a conversation's `PromptTemplate.segments`): ``[BOS?][before][N image slots][after]``."""
+    if not segments:
+        raise ValueError("empty batch")
     pad = _pad_id(tokenizer)
-    rows = _prompt_rows(tokenizer, template, instructions, num_image_tokens)
+    rows = _segment_rows(tokenizer, segments, num_image_tokens)
     length = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
     attention = torch.zeros((len(rows), length), dtype=torch.long)

@@ -1,4 +1,5 @@
-"""Caption PIL images with a run's model (local, no Ray): used by `mgpt caption` and the gallery."""
+"""Caption PIL images with a run's model, in this process (no Ray): `mgpt caption` on few images,
+the real-photo gallery, and the Serve replicas."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from PIL import Image
 from mgpt_train.run_settings import RunSettings
 
 
-def load_captioner(settings: RunSettings, checkpoint: Path | None) -> Any:
-    """The run's model (``checkpoint`` None = the untrained bridge), in eval mode on the CPU."""
+def load_captioner(settings: RunSettings, checkpoint: Path | None, *, device: str = "cpu") -> Any:
+    """The run's model (``checkpoint`` None = the untrained bridge), in eval mode on ``device``."""
     from mgpt_train.modeling import build_model
 
-    model = build_model(settings, checkpoint=checkpoint)
+    model = build_model(settings, device=device, checkpoint=checkpoint)
     return model.eval()
 
 
@@ -35,6 +36,6 @@ def caption_images(
     out: list[str] = []
     for start in range(0, len(images), batch_size):
         chunk = list(images[start : start + batch_size])
-        pixels = torch.from_numpy(pixels_from_images(chunk, model.preprocess.as_dict()))
+        pixels = torch.from_numpy(pixels_from_images(chunk, model.preprocess.as_dict())).to(model.device)
         out += model.generate(pixels=pixels, instructions=instruction, **decoding)
     return out

@@ -26,7 +26,9 @@ def _strings(cell: Any) -> list[str]:
 class CaptionPredictor:
     """Callable class for ``Dataset.map_batches``: numpy batch of rows → image_id, candidate, references."""
 
-    def __init__(self, settings: dict[str, Any], checkpoint: str | None = None, threads: int | None = None):
+    def __init__(self, settings: dict[str, Any], checkpoint: str | None = None, threads: int | None = None,
+                 *, decoding: dict[str, Any] | None = None, instruction: str | None = None,
+                 rejects_sink: Any = None):
         import torch
 
         from mgpt_data import ImagePreprocessor
@@ -40,23 +42,31 @@ class CaptionPredictor:
         self.model = build_model(run, device=self.device, checkpoint=checkpoint).eval()
         if self.model.preprocess is None:
             raise ValueError("the model carries no preprocessing spec; cannot turn images into pixels")
-        self.preprocessor = ImagePreprocessor(self.model.preprocess.as_dict())
+        self.preprocessor = ImagePreprocessor(self.model.preprocess.as_dict(), rejects_sink=rejects_sink)
         self.precision = resolve_precision(run.train.precision, self.device)
+        self.decoding = dict(decoding or {})  # GenerationSettings fields replacing the run's
+        self.instruction = instruction  # None = the template's first instruction
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def caption_batch(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Decode + preprocess the batch's ``path`` images (undecodable rows are dropped and reported as
+        rejects) and caption the rest: ``(kept rows, captions)``."""
         import torch
 
         from mgpt_data import normalize_pixels
         from mgpt_train.modeling import autocast
 
-        kept = self.preprocessor(batch)  # undecodable images are dropped (and logged as rejects)
-        n = len(kept["pixels"])
+        kept = self.preprocessor(batch)
         captions: list[str] = []
-        if n:
+        if len(kept["pixels"]):
             pixels = torch.from_numpy(normalize_pixels(kept["pixels"], self.preprocessor.spec))
             pixels = pixels.to(self.device)
             with autocast(self.precision, self.device):
-                captions = self.model.generate(pixels=pixels)
+                captions = self.model.generate(pixels=pixels, instructions=self.instruction, **self.decoding)
+        return kept, captions
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        kept, captions = self.caption_batch(batch)
+        n = len(captions)
         refs = np.empty(n, dtype=object)
         for i in range(n):
             refs[i] = _strings(kept["captions"][i])
@@ -83,6 +93,30 @@ def _in_row_order(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> 
     return sorted(out, key=lambda r: rank[r["image_id"]])
 
 
+def map_with_model_pool(
+    ds: Any,
+    predictor: type[CaptionPredictor],
+    settings: RunSettings,
+    checkpoint_path: Path | str | None,
+    *,
+    actors: int,
+    batch_size: int,
+    **predictor_kwargs: Any,
+) -> Any:
+    """``ds.map_batches(predictor)`` over an actor pool of ``actors`` models (one GPU each when
+    ``train.use_gpu``): the batch-inference path of `predict` and of captioning at scale."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(
+        predictor,
+        fn_constructor_kwargs={"settings": settings.to_json_dict(),
+                               "checkpoint": None if checkpoint_path is None else str(checkpoint_path),
+                               "threads": settings.train.threads_per_worker, **predictor_kwargs},
+        batch_format="numpy", batch_size=batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=1,
+        num_gpus=1 if settings.train.use_gpu else 0,
+    )
+
+
 def predict(
     settings: RunSettings,
     checkpoint_path: Path | str | None,
@@ -97,8 +131,6 @@ def predict(
     ``checkpoint_path``: a checkpoint folder (``RUN_DIR/checkpoints/epoch_k``) or ``.safetensors``
     file; None = the untrained baseline. ``concurrency`` defaults to ``train.workers`` actors.
     """
-    from ray.data import ActorPoolStrategy
-
     from mgpt_data.flickr30k import rows_to_dataset
     from mgpt_train.ray_setup import ensure_ray
 
@@ -106,15 +138,8 @@ def predict(
     rows = _eval_rows(settings, split, max_images)
     ensure_ray(settings.train)
     actors = concurrency or settings.train.workers
-    threads = settings.train.threads_per_worker
-    ds = rows_to_dataset(rows, block_rows=batch_size).map_batches(
-        CaptionPredictor,
-        fn_constructor_kwargs={"settings": settings.to_json_dict(),
-                               "checkpoint": None if checkpoint_path is None else str(checkpoint_path),
-                               "threads": threads},
-        batch_format="numpy", batch_size=batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=1,
-        num_gpus=1 if settings.train.use_gpu else 0,
-    )
+    ds = map_with_model_pool(rows_to_dataset(rows, block_rows=batch_size), CaptionPredictor, settings,
+                             checkpoint_path, actors=actors, batch_size=batch_size)
     logger.info("captioning %d %s images with %d actor(s), checkpoint %s", len(rows), split, actors,
                 checkpoint_path or "none (baseline)")
     return _in_row_order(ds.take_all(), rows)

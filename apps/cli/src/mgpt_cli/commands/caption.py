@@ -1,89 +1,99 @@
-"""`mgpt caption IMAGE...`: describe image files with a run's trained bridge (or the untrained one)."""
+"""`mgpt caption IMAGE...`: caption files, folders and globs with a run's bridge (or the untrained one)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mgpt_cli.model_options import (
+    CheckpointOpt,
+    DeviceOpt,
+    InstructionOpt,
+    MaxNewTokensOpt,
+    NumBeamsOpt,
+    PresetOpt,
+    RepetitionPenaltyOpt,
+    RunOpt,
+    SampleOpt,
+    SetOpt,
+    TemperatureOpt,
+    TopPOpt,
+    decoding_overrides,
+    model_source,
+)
+
+CAPTION_HELP = (
+    "Caption image files, folders and globs: one row each (image, caption, checkpoint, "
+    "decoding).\n\n"
+    "Unreadable or missing files are reported (and written to OUTPUT.rejects.jsonl) and "
+    "skipped. Decoding defaults to the run's [bridge.generation] (greedy for the presets). "
+    "Beyond --ray-threshold images the work goes to a Ray Data actor pool (GPUs when "
+    "present)."
+)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("caption")
+    @app.command("caption", help=CAPTION_HELP)
     def caption(
-        images: Annotated[list[Path], typer.Argument(help="image files (any format PIL reads)")],
-        run: Annotated[
+        images: Annotated[
+            list[str], typer.Argument(help="image files, folders (searched recursively) or quoted globs")
+        ],
+        run: RunOpt = None,
+        checkpoint: CheckpointOpt = None,
+        preset: PresetOpt = "default",
+        output: Annotated[
             Path | None,
-            typer.Option(
-                "--run", help="a run directory: its settings and (unless --checkpoint) its last checkpoint"
-            ),
+            typer.Option("--output", "-o", help="write rows to this .jsonl or .csv file (and rejects by it)"),
         ] = None,
-        checkpoint: Annotated[
-            Path | None,
-            typer.Option("--checkpoint", help="a checkpoint folder or trainable .safetensors file"),
+        fmt: Annotated[
+            str | None, typer.Option("--format", help="jsonl | csv (default: from the --output suffix)")
         ] = None,
-        preset: Annotated[str, typer.Option("--preset", help="preset when no --run is given")] = "default",
-        instruction: Annotated[
-            str | None,
-            typer.Option("--instruction", help="prompt with one <ImageHere> (default: the template's first)"),
-        ] = None,
-        max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
-        num_beams: Annotated[int | None, typer.Option("--num-beams", min=1)] = None,
-        sample: Annotated[bool, typer.Option("--sample", help="sample instead of greedy/beam")] = False,
-        temperature: Annotated[float | None, typer.Option("--temperature", min=0.01)] = None,
-        top_p: Annotated[float | None, typer.Option("--top-p", min=0.01, max=1.0)] = None,
-        repetition_penalty: Annotated[float | None, typer.Option("--repetition-penalty", min=0.01)] = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        device: DeviceOpt = "auto",
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per generate call")] = 8,
+        engine: Annotated[
+            str, typer.Option("--engine", help="auto | local | ray (auto: Ray Data beyond --ray-threshold)")
+        ] = "auto",
+        ray_threshold: Annotated[int, typer.Option("--ray-threshold", min=0)] = 256,
+        instruction: InstructionOpt = None,
+        max_new_tokens: MaxNewTokensOpt = None,
+        num_beams: NumBeamsOpt = None,
+        sample: SampleOpt = None,
+        temperature: TemperatureOpt = None,
+        top_p: TopPOpt = None,
+        repetition_penalty: RepetitionPenaltyOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print a JSON list of rows on stdout")] = False,
+        set_: SetOpt = None,
     ) -> None:
-        """Print one caption per image."""
-        from PIL import Image, UnidentifiedImageError
+        """Caption image files, folders and globs: one row each (image, caption, checkpoint, decoding)."""
+        from mgpt_train.inference.caption import caption_files
 
-        from mgpt_train.captioning import caption_images, load_captioner
-        from mgpt_train.run_settings import RunSettings
+        decoding = decoding_overrides(max_new_tokens=max_new_tokens, num_beams=num_beams, sample=sample,
+                                      temperature=temperature, top_p=top_p,
+                                      repetition_penalty=repetition_penalty)
+        rows: list[dict] = []
+        source = model_source(run, checkpoint, preset, set_)
+        if source.checkpoint is None:
+            typer.echo("note: no checkpoint: captions come from the UNTRAINED bridge", err=True)
 
-        if run is not None:
-            from mgpt_train.checkpointing import list_checkpoints
+        def show(row: dict) -> None:
+            if as_json:
+                rows.append(row)
+            elif output is None:
+                typer.echo(f"{row['image']}: {row['caption']}")
 
-            settings = RunSettings.from_run_dir(run)
-            if checkpoint is None:
-                found = list_checkpoints(run)
-                checkpoint = found[-1] if found else None
-        else:
-            settings = RunSettings.load(preset)
-        if checkpoint is not None and not checkpoint.exists():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-        pictures = []
-        for path in images:
-            try:
-                with Image.open(path) as img:
-                    pictures.append(img.convert("RGB"))
-            except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
-                typer.echo(f"error: cannot read image {path}: {e}", err=True)
-                raise typer.Exit(2) from e
-        decoding = {
-            k: v
-            for k, v in {
-                "max_new_tokens": max_new_tokens,
-                "num_beams": num_beams,
-                "temperature": temperature,
-                "top_p": top_p,
-                "repetition_penalty": repetition_penalty,
-            }.items()
-            if v is not None
-        }
-        if sample:
-            decoding["do_sample"] = True
-        model = load_captioner(settings, checkpoint)
-        if checkpoint is None:
-            typer.echo("note: no checkpoint given: captions come from the UNTRAINED bridge", err=True)
-        captions = caption_images(model, pictures, instruction=instruction, **decoding)
+        summary = caption_files(
+            source, images, output=output, fmt=fmt, device=device, batch_size=batch_size,
+            instruction=instruction, decoding=decoding, engine=engine, ray_threshold=ray_threshold,
+            progress=sys.stderr.isatty(), on_row=show,
+        )
         if as_json:
-            typer.echo(
-                json.dumps(
-                    [{"image": str(p), "caption": c} for p, c in zip(images, captions, strict=True)], indent=2
-                )
-            )
-        else:
-            for path, text in zip(images, captions, strict=True):
-                typer.echo(f"{path}: {text}")
+            typer.echo(json.dumps(rows, indent=2))
+        for reject in summary.rejects:
+            typer.echo(f"skipped {reject['image_id']}: {reject['reason']}: {reject['detail']}", err=True)
+        typer.echo(json.dumps(summary.as_dict()), err=True)
+        if summary.captioned == 0:
+            raise typer.Exit(1)

@@ -1,0 +1,169 @@
+"""Which model inference runs: a run directory (its settings + a checkpoint) or a preset, on which device.
+
+`resolve_source` turns what a user names (``--run``, ``--checkpoint``, ``--preset``) into a
+:class:`ModelSource`; `InferenceModel` holds the built model and swaps checkpoints of the same run
+in place (only the trainable parameters change, so switching costs no rebuild).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from mgpt_train.run_settings import RunSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from mgpt_bridge import GenerationSettings, VisionLanguageModel
+
+logger = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: The name shown for "no checkpoint": the seeded initial (untrained) bridge.
+UNTRAINED = "untrained"
+#: A copy of the untrained trainable parameters is kept for switching back only up to this size.
+_MAX_KEPT_INITIAL_PARAMS = 50_000_000
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device here")
+    return device
+
+
+def default_checkpoint(run_dir: Path | str) -> Path | None:
+    """The checkpoint inference uses when none is named: the run's last epoch (None: it has none yet)."""
+    from mgpt_train.checkpointing import list_checkpoints
+
+    found = list_checkpoints(Path(run_dir))
+    return found[-1] if found else None
+
+
+def checkpoint_name(checkpoint: Path | str | None) -> str:
+    """``epoch_2`` for a checkpoint folder, the file name for a ``.safetensors`` file, else `UNTRAINED`."""
+    return UNTRAINED if checkpoint is None else Path(checkpoint).name
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Settings + checkpoint (None = the untrained bridge) + the run directory they came from, if any."""
+
+    settings: RunSettings
+    checkpoint: Path | None
+    run_dir: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return checkpoint_name(self.checkpoint)
+
+    def checkpoints(self) -> list[Path]:
+        """The run's epoch checkpoints (empty without a run directory)."""
+        from mgpt_train.checkpointing import list_checkpoints
+
+        return list_checkpoints(self.run_dir) if self.run_dir is not None else []
+
+
+def resolve_source(
+    run_dir: Path | str | None = None,
+    checkpoint: Path | str | None = None,
+    preset: str | Path = "default",
+    overrides: dict[str, Any] | None = None,
+) -> ModelSource:
+    """A run directory's settings and (unless ``checkpoint`` is given) its `default_checkpoint`, or the
+    ``preset``'s settings with ``checkpoint`` (None = untrained). ``overrides``: nested settings dict."""
+    from mgpt_train.run_settings import deep_merge
+
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        settings = RunSettings.from_run_dir(run_dir)
+        if overrides:
+            settings = RunSettings.from_json_dict(deep_merge(settings.to_json_dict(), overrides))
+        if checkpoint is None:
+            checkpoint = default_checkpoint(run_dir)
+    else:
+        settings = RunSettings.load(preset, overrides)
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint).expanduser().resolve()
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    return ModelSource(settings, checkpoint, None if run_dir is None else Path(run_dir).resolve())
+
+
+def with_decoding(base: GenerationSettings, **overrides: Any) -> GenerationSettings:
+    """``base`` with every non-None override applied (validated)."""
+    from mgpt_bridge import GenerationSettings
+
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return GenerationSettings.model_validate({**base.model_dump(), **changes})
+
+
+class InferenceModel:
+    """A run's model in eval mode on one device, with a lock for callers that share it across threads.
+
+    `use` loads another checkpoint's trainable parameters (or the untrained ones) in place.
+    """
+
+    def __init__(self, source: ModelSource, device: str = "auto"):
+        from mgpt_train.modeling import build_model
+        from mgpt_train.settings import resolve_precision
+
+        self.source = source
+        self.device = resolve_device(device)
+        self.model: VisionLanguageModel = build_model(source.settings, device=self.device).eval()
+        trainable = self.model.trainable_state_dict()
+        size = sum(t.numel() for t in trainable.values())
+        self._initial = ({k: v.detach().to("cpu", copy=True) for k, v in trainable.items()}
+                         if size <= _MAX_KEPT_INITIAL_PARAMS else None)
+        self.precision = resolve_precision(source.settings.train.precision, self.device)
+        self.lock = threading.Lock()  # not an RLock: a streaming generator may resume in another thread
+        self.version = 0  # bumped on every checkpoint switch (cached image embeddings go stale)
+        self.checkpoint: Path | None = None
+        self.use(source.checkpoint)
+
+    @property
+    def name(self) -> str:
+        return checkpoint_name(self.checkpoint)
+
+    def use(self, checkpoint: Path | str | None) -> None:
+        """Switch to ``checkpoint`` (a folder or ``.safetensors`` file; None = the untrained bridge)."""
+        from mgpt_train.checkpointing import read_trainable
+
+        with self.lock:
+            if checkpoint is None:
+                if self._initial is None:
+                    raise ValueError("the untrained parameters of this large model were not kept; "
+                                     "restart without a checkpoint to use them")
+                state = self._initial
+            else:
+                state = read_trainable(checkpoint)
+            self.model.load_trainable_state_dict(state)
+            self.checkpoint = None if checkpoint is None else Path(checkpoint)
+            self.version += 1
+            logger.info("inference model: %s on %s", self.name, self.device)
+
+    def autocast(self) -> AbstractContextManager:
+        """The run's precision on this device (bf16/fp16 autocast, or nothing for fp32)."""
+        from mgpt_train.modeling import autocast
+
+        return autocast(self.precision, self.device)
+
+    def pixels(self, images: list[Any]) -> torch.Tensor:
+        """PIL images → the encoder's eval-time pixels on this device."""
+        import torch
+
+        from mgpt_data import pixels_from_images
+
+        return torch.from_numpy(pixels_from_images(images, self.model.preprocess.as_dict())).to(self.device)
