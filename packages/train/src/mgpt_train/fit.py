@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from mgpt_train.rundir import (
     REJECTS_FILE,
     SETTINGS_FILE,
     SUMMARY_FILE,
+    check_persistent,
     write_json,
 )
 
@@ -101,7 +103,7 @@ def fit(
 
     from mgpt_train.loop import train_loop_per_worker
 
-    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir = check_persistent(run_dir)  # never inside Ray's temporary copy of a job's working dir
     settings = settings.with_absolute_paths()
     ts = settings.train
     if has_checkpoints(run_dir) and not resume:
@@ -112,7 +114,8 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / SETTINGS_FILE, settings.to_json_dict())
 
-    config, rows = prepare_run(settings, run_dir, resume=resume, progress=progress)
+    # the encoding bar only on a terminal (in job logs every redraw would stay as a line)
+    config, rows = prepare_run(settings, run_dir, resume=resume, progress=progress and sys.stderr.isatty())
     ensure_ray(settings.train)
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -122,6 +125,7 @@ def fit(
             name=CHECKPOINTS_DIR,
             storage_path=str(run_dir),
             failure_config=ray.train.FailureConfig(max_failures=ts.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=ts.keep_checkpoints),
             worker_runtime_env={"env_vars": worker_env()},
         ),
         datasets={"train": _quiet_dataset(rows)},

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from mgpt_data.ray_runtime import OFFLINE_ENV, start_ray
 
 if TYPE_CHECKING:
     from mgpt_train.settings import TrainSettings
+
+logger = logging.getLogger(__name__)
 
 
 def worker_env() -> dict[str, str]:
@@ -18,5 +21,9 @@ def worker_env() -> dict[str, str]:
 
 
 def ensure_ray(settings: TrainSettings) -> str | None:
-    """Start (or join ``settings.address``) with the run's dashboard choice; see `start_ray`."""
-    return start_ray(settings.address, include_dashboard=settings.include_dashboard, worker_env=worker_env())
+    """Start (or join ``settings.address``) with the run's dashboard choice, and say where the dashboard is
+    (`start_ray` returns its URL); see `start_ray`."""
+    url = start_ray(settings.address, include_dashboard=settings.include_dashboard, worker_env=worker_env())
+    if url:
+        logger.info("Ray dashboard: %s (Train tab: this run and its workers; Jobs, Logs)", url)
+    return url

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
         run: Annotated[
             Path | None,
             typer.Option(
-                "--run", help="a run directory: its settings and (unless --checkpoint) its last checkpoint"
+                "--run", help="a run directory: its settings and (unless --checkpoint) its best checkpoint "
+                "(highest CIDEr at its last evaluation; else its last epoch)"
             ),
         ] = None,
         checkpoint: Annotated[
@@ -43,12 +44,12 @@ def register(app: typer.Typer) -> None:
         from mgpt_train.run_settings import RunSettings
 
         if run is not None:
-            from mgpt_train.checkpointing import list_checkpoints
+            from mgpt_train.checkpointing import default_checkpoint
 
             settings = RunSettings.from_run_dir(run)
             if checkpoint is None:
-                found = list_checkpoints(run)
-                checkpoint = found[-1] if found else None
+                checkpoint = default_checkpoint(run)
+                typer.echo(f"checkpoint: {checkpoint}", err=True)
         else:
             settings = RunSettings.load(preset)
         if checkpoint is not None and not checkpoint.exists():
