@@ -59,7 +59,8 @@ class MetricsProgress:
         if record is None or int(record["global_step"]) == self._logged_step:
             return
         step, sec_per_it = int(record["global_step"]), float(record.get("sec_per_it", 0.0))
-        eta = f", eta {(self.total - step) * sec_per_it / 60:.1f} min" if step < self.total else ""
+        left = round((self.total - step) * sec_per_it)
+        eta = f", eta {left // 60}m{left % 60:02d}s" if step < self.total else ""
         logger.info("train: step %d/%d (%.0f%%) epoch %s loss %.4f lr %.2e, %.2f s/it%s", step, self.total,
                     100 * step / max(self.total, 1), record["epoch"], record["loss"], record["lr"],
                     sec_per_it, eta)
