@@ -158,3 +158,23 @@ def test_ray_job_submit_as_the_readme_says(head, tmp_path: Path) -> None:
     assert "Ray dashboard: http://127.0.0.1:" in logs
     assert submission in page
     assert "RayTrainWorker" in actors
+
+
+def _train_cli(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MGPT_TRAIN__INCLUDE_DASHBOARD"}  # the user's default
+    env["MGPT_LOG_LEVEL"] = "INFO"
+    return subprocess.run(
+        ["uv", "run", "apps/cli", "train", "--preset", "tiny", "--epochs", "1", "--workers", "1", "--no-eval",
+         "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "runs"), *flags],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_train_starts_the_dashboard_by_default_and_no_dashboard_turns_it_off(tmp_path: Path) -> None:
+    on = _train_cli(tmp_path, "--run-name", "on")
+    assert on.returncode == 0, on.stderr[-4000:]
+    assert "Ray dashboard: http://127.0.0.1:" in on.stderr
+    off = _train_cli(tmp_path, "--run-name", "off", "--no-dashboard")
+    assert off.returncode == 0, off.stderr[-4000:]
+    assert "Ray dashboard" not in off.stderr
+    settings = json.loads((tmp_path / "runs" / "off" / "settings.json").read_text())
+    assert settings["train"]["include_dashboard"] is False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -108,11 +109,11 @@ def test_mlflow_local_store_holds_the_run(tracked, tmp_path) -> None:
     assert cider == pytest.approx(want["cider"]) and sorted(cider) == [0, 3, 6]
     low = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/CIDEr_ci_low")}
     assert low == pytest.approx(want["cider_low"])
-    files = client.download_artifacts(run.info.run_id, "", str(tmp_path))
-    files = Path(files)
-    assert (files / "eval" / "metrics.png").read_bytes() == (run_dir / "eval" / "metrics.png").read_bytes()
-    assert json.loads((files / "settings.json").read_text()) == want["settings"]
-    table = json.loads((files / "eval" / "sample_captions.json").read_text())
+    logged = Path(client.download_artifacts(run.info.run_id, "eval", str(tmp_path)))
+    assert (logged / "metrics.png").read_bytes() == (run_dir / "eval" / "metrics.png").read_bytes()
+    logged_settings = Path(client.download_artifacts(run.info.run_id, "settings.json", str(tmp_path)))
+    assert json.loads(logged_settings.read_text()) == want["settings"]
+    table = json.loads((logged / "sample_captions.json").read_text())
     _check_table(table["columns"], table["data"], want)
 
 
@@ -174,21 +175,19 @@ def test_wandb_offline_run_files_hold_the_run(tracked, tmp_path, monkeypatch) ->
         config.update({u.key: json.loads(u.value_json) for u in update.update})
     assert {k: v["value"] if isinstance(v, dict) and "value" in v else v for k, v in config.items()
             if k in want["settings"]} == want["settings"]
-    history = [{i.key: json.loads(i.value_json) for i in r.history.item} for r in records
-               if r.WhichOneof("record_type") == "history"]
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
     loss = {h["global_step"]: h["train/loss"] for h in history if "train/loss" in h}
     assert loss == pytest.approx(want["loss"], rel=1e-12)
     cider = {h["global_step"]: h["eval/CIDEr"] for h in history if "eval/CIDEr" in h}
     assert cider == pytest.approx(want["cider"])
     low = {h["global_step"]: h["eval/CIDEr_ci_low"] for h in history if "eval/CIDEr_ci_low" in h}
     assert low == pytest.approx(want["cider_low"])
-    [image] = [h for h in history if "eval/metrics" in h] or [
-        {k.split("/", 2)[2]: v for k, v in h.items() if k.startswith("eval/metrics/")} for h in history
-        if any(k.startswith("eval/metrics/") for k in h)]
+    [image] = [h for h in history if "eval/metrics/path" in h]  # a logged wandb.Image, flattened
+    assert image["eval/metrics/_type"] == "image-file" and image["global_step"] == 6
     from PIL import Image
 
-    chart = image["eval/metrics"] if "eval/metrics" in image else image
-    with Image.open(offline / "files" / chart["path"]) as logged, \
+    with Image.open(offline / "files" / image["eval/metrics/path"]) as logged, \
             Image.open(run_dir / "eval" / "metrics.png") as png:
         assert logged.size == png.size
     [table_file] = list((offline / "files" / "media" / "table" / "eval").glob("sample_captions_*.table.json"))
@@ -223,8 +222,11 @@ def test_tensorboard_event_files_hold_the_run(tracked, tmp_path) -> None:
     settings_text = texts["settings/text_summary"]
     assert json.loads("\n".join(line[4:] for line in settings_text.splitlines())) == want["settings"]
     markdown = texts["eval/sample_captions/text_summary"]
-    table = [line.strip("| ").split(" | ") for line in markdown.splitlines()]
-    _check_table(table[0], table[2:], want)
+    table = [[c.replace("\\|", "|") for c in re.split(r"(?<!\\) \| ", line[2:-2])]
+             for line in markdown.split("\n")]
+    flat = {name: [{**p, "candidate": p["candidate"].replace("\n", " ")} for p in preds]
+            for name, preds in want["predictions"].items()}  # a markdown cell holds one line
+    _check_table(table[0], table[2:], {**want, "predictions": flat})
 
 
 # ---------------------------------------------------------------------------------------------- retention
