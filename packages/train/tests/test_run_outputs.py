@@ -233,7 +233,8 @@ def test_tensorboard_event_files_hold_the_run(tracked, tmp_path) -> None:
 def test_keep_one_checkpoint_then_resume(tracked, make_settings, tmp_path) -> None:
     settings, straight = tracked
     kept = make_settings(tmp_path, eval=EVAL,
-                         train={"workers": 1, "keep_checkpoints": 1, "stop_at_step": 2, "run_name": "kept"})
+                         train={"workers": 1, "keep_checkpoints": 1, "stop_at_step": 2, "run_name": "kept",
+                                "tracker": "tensorboard"})
     first = train_run(kept, evaluate=False, progress=False)
     ckpts = first.run_dir / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir() if p.is_dir()) == ["step_2"]
@@ -241,7 +242,7 @@ def test_keep_one_checkpoint_then_resume(tracked, make_settings, tmp_path) -> No
     # Ray kept the latest checkpoint only: step_2 and epoch_0 were removed as later ones arrived
     assert sorted(p.name for p in ckpts.iterdir() if p.is_dir()) == ["epoch_1"]
     files = sorted(p.name for p in ckpts.iterdir() if not p.is_dir())
-    assert [f for f in files if not f.startswith("checkpoint_manager")] == ["best.json"]
+    assert [f for f in files if not f.startswith(("checkpoint_manager", "."))] == ["best.json"]  # + Ray's
     losses = [r["loss"] for r in read_metrics(again.run_dir / "metrics.jsonl")]
     straight_losses = [r["loss"] for r in read_metrics(straight.run_dir / "metrics.jsonl")]
     assert losses == straight_losses  # resumed == uninterrupted
@@ -252,3 +253,10 @@ def test_keep_one_checkpoint_then_resume(tracked, make_settings, tmp_path) -> No
     assert [r["name"] for r in again.evaluation.rows] == ["baseline", "epoch_1"]
     assert json.loads((ckpts / "best.json").read_text())["name"] == "epoch_1"
     assert default_checkpoint(again.run_dir) == ckpts / "epoch_1"
+    # the tracked run went on: steps 1-2 from the first start, 3-6 after resume, each once
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(again.run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(straight_losses, rel=1e-6)

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mgpt_train.rundir import EVAL_DIR, read_json, write_json
+from mgpt_train.rundir import EVAL_DIR, METRICS_FILE, read_json, write_json
 
 if TYPE_CHECKING:
     from mgpt_train.evaluate import EvalResult
@@ -83,6 +83,10 @@ class RunTracker:
         if self.backend is not None:
             self._safely("the settings", self.backend.log_settings, settings)
 
+    def skip_through(self, global_step: int) -> None:
+        """Consider records up to ``global_step`` logged already."""
+        self._last_step = global_step
+
     def log_step_records(self, records: list[dict[str, Any]]) -> None:
         """Log ``metrics.jsonl`` records not logged before (a resumed run re-reads its file)."""
         for record in records:
@@ -103,8 +107,6 @@ class RunTracker:
             yield
             return
         follower = JsonlFollower(metrics_path)
-        self._last_step = _last_global_step(metrics_path)  # a resumed run: logged the first time
-        follower.skip_existing()
         stop = threading.Event()
 
         def run() -> None:
@@ -200,9 +202,6 @@ class JsonlFollower:
         self.path = path
         self.offset = 0
 
-    def skip_existing(self) -> None:
-        self.offset = 0  # the records already there are read again and filtered by global step
-
     def new_records(self) -> list[dict[str, Any]]:
         try:
             size = self.path.stat().st_size
@@ -237,8 +236,11 @@ def open_tracker(settings: RunSettings, run_dir: Path, *, resume: bool = False) 
     previous = read_json(state_path) if resume and state_path.is_file() else {}
     run_id = previous.get("run_id") if previous.get("tracker") == settings.train.tracker else None
     backend = open_backend(settings, run_dir, run_id)
+    tracker = RunTracker(backend, settings)
     if backend is not None:
         write_json(state_path, {"tracker": settings.train.tracker, "run_id": backend.run_id,
                                 "where": backend.where})
         logger.info("tracking with %s: %s", settings.train.tracker, backend.where)
-    return RunTracker(backend, settings)
+        if run_id is not None:  # the tracked run goes on: what metrics.jsonl held was logged the first time
+            tracker.skip_through(_last_global_step(run_dir / METRICS_FILE))
+    return tracker
