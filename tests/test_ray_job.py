@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -153,7 +154,9 @@ def test_ray_job_submit_as_the_readme_says(head, tmp_path: Path) -> None:
     assert (run_dir / "eval" / "results.md").is_file() and (run_dir / "checkpoints" / "best.json").is_file()
     assert "runtime_resources" not in str(run_dir.resolve())
     # job logs: progress as log lines (no redrawn bar), the dashboard URL, the run directory
-    assert "train: step" in logs and "\r" not in logs
+    steps = re.findall(r"train: step \d+/\d+ \(\d+%\) epoch", logs)
+    assert 1 <= len(steps) <= 2 + wall / 30  # one line at the first record, then every 30 s, then the end
+    assert not re.search(r"train: +\d+%\|", logs)  # no tqdm bar of the training loop
     assert "run directory: " + str(run_dir) in logs
     assert "Ray dashboard: http://127.0.0.1:" in logs
     assert submission in page
