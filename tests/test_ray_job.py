@@ -111,6 +111,22 @@ def head(tmp_path: Path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def _log_in(browser, url: str, token: str) -> None:
+    """Enter the token in the dashboard's own "Authentication Token Required" dialog, as a user does
+    (it posts to /api/authenticate, which sets the session cookie, and reloads)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{url}/#/jobs")
+    field = WebDriverWait(browser, 60, poll_frequency=1.0).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "input[placeholder='Enter your authentication token']"))
+    field[0].send_keys(token)
+    buttons = browser.find_elements(By.TAG_NAME, "button")
+    next(b for b in buttons if b.text.strip().upper() == "SUBMIT").click()
+    WebDriverWait(browser, 60, poll_frequency=1.0).until(
+        lambda d: "Authentication Token Required" not in d.find_element(By.TAG_NAME, "body").text)
+
+
 def test_ray_job_submit_as_the_readme_says(head, tmp_path: Path) -> None:
     url, env, token = head["url"], head["env"], head["token"]
     out, data = tmp_path / "runs", tmp_path / "data"
@@ -126,8 +142,7 @@ def test_ray_job_submit_as_the_readme_says(head, tmp_path: Path) -> None:
     shot = tmp_path / "dashboard_job.png"
     page = ""
     with headless_chromium() as browser:
-        browser.get(url)  # same origin first, then the dashboard's own auth cookie
-        browser.add_cookie({"name": "ray-authentication-token", "value": token, "path": "/"})
+        _log_in(browser, url, token)
         deadline = time.monotonic() + 1500
         while not (out / "job" / "metrics.jsonl").is_file():  # training has started: screenshot now
             assert submit.poll() is None or (out / "job").is_dir(), submit.stdout.read()[-6000:]
@@ -159,7 +174,7 @@ def test_ray_job_submit_as_the_readme_says(head, tmp_path: Path) -> None:
     assert not re.search(r"train: +\d+%\|", logs)  # no tqdm bar of the training loop
     assert "run directory: " + str(run_dir) in logs
     assert "Ray dashboard: http://127.0.0.1:" in logs
-    assert submission in page
+    assert submission in page and "Authentication Token Required" not in page
     assert "RayTrainWorker" in actors
 
 

@@ -25,5 +25,6 @@ def ensure_ray(settings: TrainSettings) -> str | None:
     (`start_ray` returns its URL); see `start_ray`."""
     url = start_ray(settings.address, include_dashboard=settings.include_dashboard, worker_env=worker_env())
     if url:
-        logger.info("Ray dashboard: %s (Train tab: this run and its workers; Jobs, Logs)", url)
+        logger.info("Ray dashboard: %s (Jobs: this run, its TrainController and RayTrainWorker actors; Logs)",
+                    url)
     return url
