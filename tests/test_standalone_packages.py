@@ -10,6 +10,7 @@ workspace install (the package READMEs say so).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -129,8 +130,7 @@ def test_wheel_installs_alone_and_runs(name: str, built: dict[str, Path], tmp_pa
     installed = subprocess.run([UV, "pip", "list", "--python", str(python), "--format", "freeze"],
                                capture_output=True, text=True, check=True).stdout
     siblings = {line.split("==")[0] for line in installed.splitlines() if line.startswith("mgpt")}
-    declared = {d.split(">")[0].split("=")[0].strip() for d in _dependencies(name) if d.startswith("mgpt")}
-    assert siblings == {name} | _closure(declared), "only declared siblings are installed"
+    assert siblings == {name} | _closure(_siblings(name)), "only declared siblings are installed"
 
 
 def _member_dir(name: str) -> Path:
@@ -146,8 +146,13 @@ def _dependencies(name: str) -> list[str]:
     return tomllib.loads((_member_dir(name) / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
+def _siblings(name: str) -> set[str]:
+    """The workspace members ``name`` declares (extras and versions stripped)."""
+    return {re.match(r"[A-Za-z0-9_.-]+", d).group() for d in _dependencies(name) if d.startswith("mgpt")}
+
+
 def _closure(names: set[str]) -> set[str]:
     out = set(names)
     for name in names:
-        out |= _closure({d for d in _dependencies(name) if d.startswith("mgpt")})
+        out |= _closure(_siblings(name))
     return out
