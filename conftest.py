@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mgpt_data.ray_runtime import apply_process_env, start_ray
 
 # Offline, quiet, Ray workers on this interpreter: mgpt's one environment definition, before any `import ray`.
 apply_process_env()
+# `train` starts the Ray dashboard by default; the CLI runs of the default suite (subprocesses inherit this)
+# skip it to stay light. tests/test_ray_job.py (-m slow) checks the default, the URL and --no-dashboard.
+os.environ.setdefault("MGPT_TRAIN__INCLUDE_DASHBOARD", "false")
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,7 @@ def test_eval_report_equals_pycocoevalcap_on_the_predictions(tiny_run: Path) -> 
             assert row["scores"][metric] == pytest.approx(again.scores[metric], abs=1e-12), metric
 
 
-def test_caption_command_uses_the_last_checkpoint(tiny_run: Path) -> None:
+def test_caption_command_uses_the_best_checkpoint(tiny_run: Path) -> None:
     image = next(
         (
             Path(json.loads((tiny_run / "settings.json").read_text())["data"]["data_dir"])
@@ -101,6 +101,8 @@ def test_caption_command_uses_the_last_checkpoint(tiny_run: Path) -> None:
     out = _cli("caption", str(image), "--run", str(tiny_run), "--json", "--max-new-tokens", "4")
     captions = json.loads(out.stdout)
     assert captions[0]["image"] == str(image) and isinstance(captions[0]["caption"], str)
+    best = json.loads((tiny_run / "checkpoints" / "best.json").read_text())  # written by the evaluation
+    assert f"checkpoint: {(tiny_run / best['checkpoint']).resolve()}" in out.stderr
 
 
 def test_eval_rejects_a_folder_that_is_not_a_run(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import typer
 
 RunOpt = Annotated[
     Path | None,
-    typer.Option("--run", help="a run directory: its settings and (unless --checkpoint) its last epoch's "
-                 "checkpoint"),
+    typer.Option("--run", help="a run directory: its settings and (unless --checkpoint) its best checkpoint "
+                 "(highest CIDEr at its last evaluation; else its last epoch)"),
 ]
 CheckpointOpt = Annotated[
     Path | None, typer.Option("--checkpoint", help="a checkpoint folder or trainable .safetensors file")

@@ -106,7 +106,8 @@ def start_ray(
 ) -> str | None:
     """Start a private local Ray, or join ``address``; a Ray already up in this process is kept.
 
-    Returns the dashboard URL when this call started Ray with its dashboard (else None).
+    Returns the dashboard URL when this call started Ray with its dashboard, or joined a cluster that
+    runs one (else None).
 
     ``worker_env``: extra environment variables for workers that join from other machines (local
     workers inherit this process's environment, which :func:`apply_process_env` has prepared).
@@ -133,6 +134,6 @@ def start_ray(
         return url
     check_reachable(address)
     env = {**OFFLINE_ENV, **(worker_env or {})}
-    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=log_to_driver)
+    context = ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=log_to_driver)
     logger.info("joined the Ray cluster at %s (%s CPUs)", address, ray.cluster_resources().get("CPU"))
-    return None
+    return f"http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else None

@@ -1,6 +1,8 @@
 from .captioning import caption_images as caption_images
 from .captioning import load_captioner as load_captioner
+from .checkpointing import default_checkpoint as default_checkpoint
 from .checkpointing import list_checkpoints as list_checkpoints
+from .checkpointing import read_best as read_best
 from .checkpointing import read_checkpoint_dir as read_checkpoint_dir
 from .checkpointing import read_trainable as read_trainable
 from .checkpointing import write_checkpoint_dir as write_checkpoint_dir
@@ -26,3 +28,5 @@ from .run_settings import parse_set_options as parse_set_options
 from .rundir import make_run_dir as make_run_dir
 from .schedule import linear_warmup_cosine_lr as linear_warmup_cosine_lr
 from .settings import TrainSettings as TrainSettings
+from .tracking import RunTracker as RunTracker
+from .tracking import open_tracker as open_tracker

@@ -197,3 +197,73 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / CHECKPOINTS_DIR
     found = [p for p in root.glob("epoch_*") if p.is_dir() and p.name.split("_", 1)[1].isdigit()]
     return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))
+
+
+# ---------------------------------------------------------------------------- the best checkpoint
+BEST_FILE = "best.json"
+BEST_METRIC = "CIDEr"
+
+
+def best_pointer(run_dir: Path | str) -> Path:
+    """``RUN_DIR/checkpoints/best.json``: which checkpoint scored the highest CIDEr (a pointer file)."""
+    from mgpt_train.rundir import CHECKPOINTS_DIR
+
+    return Path(run_dir) / CHECKPOINTS_DIR / BEST_FILE
+
+
+def read_best(run_dir: Path | str) -> dict[str, Any] | None:
+    """The best-checkpoint record, with ``path`` resolved, or None when there is none (or it is stale)."""
+    import json
+
+    pointer = best_pointer(run_dir)
+    if not pointer.is_file():
+        return None
+    record = json.loads(pointer.read_text())
+    path = Path(record["checkpoint"])
+    path = path if path.is_absolute() else Path(run_dir) / path
+    if not path.is_dir():
+        logger.warning("%s names %s, which no longer exists (removed by train.keep_checkpoints?)",
+                       pointer, path)
+        return None
+    return {**record, "path": path.resolve()}
+
+
+def record_best_checkpoint(
+    run_dir: Path | str, rows: list[dict[str, Any]], checkpoints: dict[str, Path | None], *, split: str,
+) -> dict[str, Any] | None:
+    """Point ``checkpoints/best.json`` (and ``summary.json``'s ``best_checkpoint``) at the checkpoint with
+    the highest CIDEr among ``rows`` (mgpt_eval report rows; the baseline never counts). A previous best
+    scored on the same split and images stays when it still exists and scored higher."""
+    from mgpt_train.rundir import SUMMARY_FILE, read_json
+
+    run_dir = Path(run_dir).resolve()
+    scored = [(float(r["scores"][BEST_METRIC]), int(r["epoch"]), r) for r in rows
+              if int(r["epoch"]) >= 0 and r.get("scores", {}).get(BEST_METRIC) is not None
+              and checkpoints.get(r["name"]) is not None]
+    if not scored:
+        return None
+    value, _, row = max(scored, key=lambda t: (t[0], t[1]))  # ties: the later epoch
+    path = Path(checkpoints[row["name"]]).resolve()
+    where = path.relative_to(run_dir) if path.is_relative_to(run_dir) else path
+    best = {"checkpoint": str(where), "name": row["name"], "epoch": int(row["epoch"]), "metric": BEST_METRIC,
+            "value": value, "split": split, "n_images": int(row.get("n_images", 0))}
+    previous = read_best(run_dir)
+    if (previous is not None and previous["split"] == split and previous["n_images"] == best["n_images"]
+            and previous["value"] > value):
+        best = {k: v for k, v in previous.items() if k != "path"}
+    write_json(best_pointer(run_dir), best)
+    summary_path = run_dir / SUMMARY_FILE
+    summary = read_json(summary_path) if summary_path.is_file() else {}
+    write_json(summary_path, {**summary, "best_checkpoint": best})
+    logger.info("best checkpoint: %s (%s %.4f on %s)", best["name"], BEST_METRIC, best["value"], split)
+    return best
+
+
+def default_checkpoint(run_dir: Path | str) -> Path | None:
+    """The checkpoint inference uses for a run when none is named: ``best`` (highest CIDEr at the last
+    evaluation) if recorded, else the last epoch, else None (no checkpoint: the untrained bridge)."""
+    best = read_best(run_dir)
+    if best is not None:
+        return best["path"]
+    found = list_checkpoints(Path(run_dir))
+    return found[-1] if found else None

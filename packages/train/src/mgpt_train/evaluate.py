@@ -2,8 +2,10 @@
 
 For each entry, `mgpt_train.predict` generates captions (batched, decoding settings from the run),
 the records go to ``eval/predictions/<name>.jsonl``, and `mgpt_eval` scores them into one row;
-``eval/results.{json,csv,md}`` and ``eval/metrics.png`` hold the table. The real-photo gallery of
-`mgpt_eval` is captioned by the baseline and the last checkpoint into ``eval/gallery.{md,json}``.
+``eval/results.{json,csv,md}`` and ``eval/metrics.png`` hold the table, and
+``checkpoints/best.json`` names the checkpoint with the highest CIDEr (`record_best_checkpoint`). The
+real-photo gallery of `mgpt_eval` is captioned by the baseline and the last checkpoint into
+``eval/gallery.{md,json}``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class EvalResult:
 
     rows: list[dict[str, Any]]
     paths: dict[str, Path]
+    best: dict[str, Any] | None = None  # the best-checkpoint record (`record_best_checkpoint`)
 
     @property
     def results_md(self) -> Path:
@@ -83,6 +86,7 @@ def evaluate_run(
     ``settings.eval.checkpoints`` (``["all"]``: every epoch).
     """
     from mgpt_eval import evaluate_predictions, write_predictions, write_report
+    from mgpt_train.checkpointing import record_best_checkpoint
     from mgpt_train.predict import predict
 
     run_dir = Path(run_dir)
@@ -106,9 +110,10 @@ def evaluate_run(
         "checkpoints": {e.name: str(e.checkpoint) if e.checkpoint else None for e in entries},
     }
     paths = write_report(eval_dir, rows, meta=meta, scale_100=settings.eval.scale_100)
+    best = record_best_checkpoint(run_dir, rows, {e.name: e.checkpoint for e in entries}, split=split)
     if gallery:
         from mgpt_train.gallery_report import write_gallery_report
 
         with_gallery = [entries[0]] + ([entries[-1]] if len(entries) > 1 else [])
         paths = dict(paths) | write_gallery_report(eval_dir, settings, with_gallery)
-    return EvalResult(rows, {k: Path(v) for k, v in paths.items()})
+    return EvalResult(rows, {k: Path(v) for k, v in paths.items()}, best)

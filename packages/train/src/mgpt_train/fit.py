@@ -31,6 +31,7 @@ from mgpt_train.rundir import (
     SETTINGS_FILE,
     SNAPSHOT_FILE,
     SUMMARY_FILE,
+    check_persistent,
     read_json,
     write_json,
 )
@@ -173,7 +174,7 @@ def fit(
     Raises ``FileExistsError`` when ``run_dir`` already has checkpoints and ``resume`` is False
     (Ray would silently continue them), ``FileNotFoundError`` when resuming a run with none.
     """
-    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir = check_persistent(run_dir)  # never inside Ray's temporary copy of a job's working dir
     settings = settings.with_absolute_paths()
     ts = settings.train
     if has_checkpoints(run_dir) and not resume:
@@ -203,6 +204,7 @@ def fit(
             name=CHECKPOINTS_DIR,
             storage_path=str(run_dir),
             failure_config=ray.train.FailureConfig(max_failures=ts.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=ts.keep_checkpoints),
             worker_runtime_env={"env_vars": worker_env()},
         ),
         datasets={"train": plan},

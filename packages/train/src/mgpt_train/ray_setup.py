@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from mgpt_data.ray_runtime import OFFLINE_ENV, start_ray
 
 if TYPE_CHECKING:
     from mgpt_train.settings import TrainSettings
+
+logger = logging.getLogger(__name__)
 
 
 def worker_env() -> dict[str, str]:
@@ -18,9 +21,12 @@ def worker_env() -> dict[str, str]:
 
 
 def ensure_ray(settings: TrainSettings, *, num_cpus: int | None = None) -> str | None:
-    """Start (or join ``settings.address``) with the run's dashboard choice; see `start_ray`.
-
-    ``num_cpus``: logical CPUs of a private local instance (ignored when joining a cluster).
-    """
-    return start_ray(settings.address, num_cpus=num_cpus, include_dashboard=settings.include_dashboard,
-                     worker_env=worker_env())
+    """Start (or join ``settings.address``) with the run's dashboard choice, and say where the dashboard is
+    (`start_ray` returns its URL); ``num_cpus``: logical CPUs of a private local instance (ignored when
+    joining a cluster)."""
+    url = start_ray(settings.address, num_cpus=num_cpus, include_dashboard=settings.include_dashboard,
+                    worker_env=worker_env())
+    if url:
+        logger.info("Ray dashboard: %s (Jobs: this run, its TrainController and RayTrainWorker actors; Logs)",
+                    url)
+    return url

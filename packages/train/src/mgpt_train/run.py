@@ -48,21 +48,38 @@ def train_run(
 ) -> TrainOutcome:
     """Train ``settings`` into a new run directory (or continue ``resume_dir``), then evaluate it.
 
-    The run directory is ``settings.train.output_dir / (run_name or a timestamp)``.
+    The run directory is ``settings.train.output_dir / (run_name or a timestamp)``
+    (`mgpt_train.rundir.resolve_output_dir`: never inside Ray's temporary copy of a job's working dir).
+    ``settings.train.tracker`` logs the run from here (`mgpt_train.tracking`).
     """
     from mgpt_train.evaluate import evaluate_run
     from mgpt_train.fit import fit
     from mgpt_train.metrics_log import read_metrics
-    from mgpt_train.rundir import METRICS_FILE, make_run_dir
+    from mgpt_train.rundir import METRICS_FILE, check_persistent, make_run_dir, resolve_output_dir
+    from mgpt_train.tracking import open_tracker
 
     t = settings.train
-    run_dir = (Path(resume_dir).resolve() if resume_dir is not None
-               else make_run_dir(t.output_dir, t.run_name))
+    if resume_dir is not None:
+        run_dir = check_persistent(resume_dir)
+    else:
+        settings = settings.model_copy(update={"train": t.model_copy(
+            update={"output_dir": resolve_output_dir(t.output_dir)})})
+        run_dir = make_run_dir(settings.train.output_dir, t.run_name)
     logger.info("run directory: %s", run_dir)
-    result = fit(settings, run_dir, resume=resume_dir is not None, progress=progress)
-    records = read_metrics(run_dir / METRICS_FILE)
-    checkpoint = Path(result.checkpoint.path) if result.checkpoint is not None else None
-    evaluation = evaluate_run(run_dir, settings) if evaluate else None
+    tracker = open_tracker(settings, run_dir, resume=resume_dir is not None)
+    failed = True
+    try:
+        tracker.log_settings(settings.with_absolute_paths().to_json_dict())
+        with tracker.following(run_dir / METRICS_FILE):
+            result = fit(settings, run_dir, resume=resume_dir is not None, progress=progress)
+        records = read_metrics(run_dir / METRICS_FILE)
+        checkpoint = Path(result.checkpoint.path) if result.checkpoint is not None else None
+        evaluation = evaluate_run(run_dir, settings) if evaluate else None
+        if evaluation is not None:
+            tracker.log_evaluation(evaluation, run_dir)
+        failed = False
+    finally:
+        tracker.close(failed=failed)
     return TrainOutcome(run_dir, records[-1]["global_step"] if records else 0,
                         records[0]["loss"] if records else None, records[-1]["loss"] if records else None,
                         checkpoint, evaluation)

@@ -18,7 +18,9 @@ Layout of ``RUN_DIR = <output_dir>/<run_name>/``::
         settings.json          the resolved settings the checkpoint was trained with
       step_{n}/              same content after global step n (checkpoint_every_steps, stop_at_step)
       checkpoint_manager_snapshot.json   Ray's record of the checkpoints: what makes re-runs resume
+      best.json              after evaluation: the checkpoint with the highest CIDEr (a pointer file)
     eval/                    predictions and metric reports of the baseline and each checkpoint
+    mlflow/ | wandb/ | tensorboard/   the experiment tracker's local files (``train.tracker``)
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ REJECTS_FILE = "rejects.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints
 EVAL_DIR = "eval"
+#: where runs go when ``train.output_dir`` is None: here, or (inside a Ray job) the user's home
+DEFAULT_OUTPUT_DIR = Path("runs")
+DEFAULT_JOB_OUTPUT_DIR = Path("~/mgpt-runs")
+#: the folders of Ray's temporary copy of a job's working dir: <session>/runtime_resources/working_dir_files/
+_RAY_WORKING_DIR_PARTS = ("runtime_resources", "working_dir_files")
 
 
 def default_run_name() -> str:
@@ -44,12 +51,42 @@ def default_run_name() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-def make_run_dir(output_dir: Path | str, run_name: str | None = None) -> Path:
-    """Create (if needed) and return ``output_dir/run_name`` as an absolute path."""
+def ray_temporary_root(path: Path | str) -> Path | None:
+    """The Ray-managed temporary working-dir copy ``path`` lies in (Ray deletes it), or None."""
+    parts = Path(path).expanduser().resolve().parts
+    for i in range(len(parts) - 1):
+        if parts[i:i + 2] == _RAY_WORKING_DIR_PARTS:
+            return Path(*parts[:i + 2])
+    return None
+
+
+def check_persistent(path: Path | str) -> Path:
+    """``path`` resolved; ``ValueError`` when it lies in Ray's temporary copy of a job's working dir."""
+    resolved = Path(path).expanduser().resolve()
+    temporary = ray_temporary_root(resolved)
+    if temporary is not None:
+        raise ValueError(f"{resolved} is inside Ray's temporary copy of the job's working dir "
+                         f"({temporary}/...), "
+                         "which Ray deletes: give --output-dir an absolute path on persistent storage")
+    return resolved
+
+
+def resolve_output_dir(output_dir: Path | str | None) -> Path:
+    """The absolute parent folder of run folders: ``output_dir``, else ``runs/`` (``~/mgpt-runs`` inside a
+    Ray job). Refuses (``ValueError``) a folder in Ray's temporary working-dir copy."""
+    if output_dir is None:
+        from mgpt_data.ray_runtime import in_ray_job
+
+        output_dir = DEFAULT_JOB_OUTPUT_DIR if in_ray_job() else DEFAULT_OUTPUT_DIR
+    return check_persistent(output_dir)
+
+
+def make_run_dir(output_dir: Path | str | None, run_name: str | None = None) -> Path:
+    """Create (if needed) and return ``output_dir/run_name``, absolute (see `resolve_output_dir`)."""
     name = run_name or default_run_name()
     if not name or "/" in name or name in {".", ".."}:
         raise ValueError(f"run_name must be a plain folder name, got {name!r}")
-    run_dir = (Path(output_dir).expanduser() / name).resolve()
+    run_dir = resolve_output_dir(output_dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

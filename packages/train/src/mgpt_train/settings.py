@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 logger = logging.getLogger(__name__)
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Tracker = Literal["none", "mlflow", "wandb", "tensorboard"]
 
 
 class TrainSettings(BaseSettings):
@@ -47,7 +48,7 @@ class TrainSettings(BaseSettings):
     cpus_per_worker: float = Field(
         1.0, gt=0, description="logical CPUs each training worker reserves; the rest run the data pipeline")
     address: str | None = Field(None, description='None = local Ray on 127.0.0.1; "auto" or "ray://host:port"')
-    include_dashboard: bool = False
+    include_dashboard: bool = Field(True, description="a private local Ray starts its dashboard on 127.0.0.1")
     max_failures: int = Field(1, ge=0)
     # features
     cache_features: bool = Field(
@@ -57,12 +58,23 @@ class TrainSettings(BaseSettings):
                                "drop the bad ones; streaming rejects them anyway")
     # outputs
     checkpoint_every_steps: int | None = Field(None, ge=1)
+    keep_checkpoints: int | None = Field(
+        None, ge=1, description="keep only the latest N checkpoints (Ray CheckpointConfig.num_to_keep); "
+        "None = keep all. Evaluation afterwards sees only the kept ones")
     log_every: int = Field(10, ge=1)
-    output_dir: Path = Path("runs")
+    output_dir: Path | None = Field(
+        None, description="parent of run folders; None = runs/ (inside a Ray job: ~/mgpt-runs, since the "
+        "job's working dir is a temporary copy Ray deletes)")
     run_name: str | None = Field(None, description="None = a timestamp")
     stop_at_step: int | None = Field(
         None, ge=1, description="checkpoint and stop after this global step (the schedule still spans "
         "max_epoch x iters_per_epoch); re-run with resume to continue")
+    # experiment tracking, from the driver: settings, per-step metrics, eval metrics + CIs, chart, captions
+    tracker: Tracker = "none"
+    tracking_uri: str | None = Field(
+        None, description="mlflow: a tracking URI (default: a local store RUN_DIR/mlflow/mlflow.db); "
+        "tensorboard: the event-file folder (default RUN_DIR/tensorboard); wandb: unused (WANDB_BASE_URL)")
+    tracking_project: str = Field("mgpt", min_length=1, description="mlflow experiment / wandb project name")
     # testing: a worker raises once at this global step (first attempt only, marker file in the run dir)
     fail_at_step: int | None = Field(None, ge=1)
 

@@ -2,35 +2,10 @@
 
 Each needs several packages (the model from mgpt_bridge/mgpt_vision, image decoding and rejects from
 mgpt_data, Ray), so it lives here; ``mgpt chat|demo|caption|serve`` only parse flags and call these.
-Names load on first use (gradio and Ray Serve are optional extras: ``mgpt-train[demo,serve]``).
+Names load on first use (``lazy_loader``; gradio and Ray Serve are optional extras:
+``mgpt-train[demo,serve]``); the public names are listed once, in ``__init__.pyi``.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-from importlib import import_module
-from typing import Any
-
-_LAZY = {
-    "InferenceModel": "loading",
-    "ModelSource": "loading",
-    "default_checkpoint": "loading",
-    "resolve_device": "loading",
-    "resolve_source": "loading",
-    "with_decoding": "loading",
-    "caption_files": "caption",
-    "collect_images": "caption",
-    "ChatSession": "chat",
-    "run_terminal_chat": "chat",
-    "build_demo": "demo",
-    "launch_demo": "demo",
-    "ServeSettings": "serve",
-    "start_server": "serve",
-}
-
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

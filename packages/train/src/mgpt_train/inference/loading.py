@@ -44,14 +44,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def default_checkpoint(run_dir: Path | str) -> Path | None:
-    """The checkpoint inference uses when none is named: the run's last epoch (None: it has none yet)."""
-    from mgpt_train.checkpointing import list_checkpoints
-
-    found = list_checkpoints(Path(run_dir))
-    return found[-1] if found else None
-
-
 def checkpoint_name(checkpoint: Path | str | None) -> str:
     """``epoch_2`` for a checkpoint folder, the file name for a ``.safetensors`` file, else `UNTRAINED`."""
     return UNTRAINED if checkpoint is None else Path(checkpoint).name
@@ -92,6 +84,8 @@ def resolve_source(
         if overrides:
             settings = RunSettings.from_json_dict(deep_merge(settings.to_json_dict(), overrides))
         if checkpoint is None:
+            from mgpt_train.checkpointing import default_checkpoint
+
             checkpoint = default_checkpoint(run_dir)
     else:
         settings = RunSettings.load(preset, overrides)
