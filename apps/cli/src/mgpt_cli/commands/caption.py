@@ -78,6 +78,8 @@ def register(app: typer.Typer) -> None:
         source = model_source(run, checkpoint, preset, set_)
         if source.checkpoint is None:
             typer.echo("note: no checkpoint: captions come from the UNTRAINED bridge", err=True)
+        else:
+            typer.echo(f"checkpoint: {Path(source.checkpoint).resolve()}", err=True)
 
         def show(row: dict) -> None:
             if as_json:
