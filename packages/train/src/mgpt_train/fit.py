@@ -31,6 +31,8 @@ from mgpt_train.rundir import (
     SETTINGS_FILE,
     SNAPSHOT_FILE,
     SUMMARY_FILE,
+    check_free_space,
+    ensure_writable_dir,
     read_json,
     write_json,
 )
@@ -110,6 +112,7 @@ def prepare_run(
     rows, summary = read_split_rows(settings, settings.data.train_split, rejects_path=rejects)
     n_trainable, model_summary, spec = _model_facts(settings)
     logger.info("number of trainable parameters: %d", n_trainable)
+    _check_room_for_checkpoints(settings, run_dir, n_trainable, len(rows))
     if ts.check_images:
         rows = _check_images(settings, rows, rejects)
     cache, stage, hashes = None, None, None
@@ -149,6 +152,24 @@ def prepare_run(
     return config, plan, stage
 
 
+def _check_room_for_checkpoints(settings: RunSettings, run_dir: Path, n_trainable: int, n_rows: int) -> None:
+    """Refuse to start when ``run_dir`` cannot hold the checkpoints still to be written (an estimate:
+    every epoch and step checkpoint not on disk yet, plus one being copied into place)."""
+    from mgpt_train.checkpointing import estimate_checkpoint_bytes
+
+    ts = settings.train
+    iters = ts.iters_per_epoch or max(1, n_rows // (ts.batch_size * ts.grad_accum_steps * ts.workers))
+    names = {f"epoch_{k}" for k in range(ts.max_epoch)}
+    if ts.checkpoint_every_steps:
+        names |= {f"step_{n}" for n in range(ts.checkpoint_every_steps, iters * ts.max_epoch + 1,
+                                             ts.checkpoint_every_steps) if n % iters}
+    names |= {f"step_{ts.stop_at_step}"} if ts.stop_at_step else set()
+    missing = [n for n in names if not (run_dir / CHECKPOINTS_DIR / n).is_dir()]
+    one = estimate_checkpoint_bytes(n_trainable, ts.workers)
+    check_free_space(run_dir, (len(missing) + 1) * one,
+                     f"{len(missing)} checkpoints of ~{one / 2**20:.2f} MiB")
+
+
 def _record_rejects(run_dir: Path, sink: Any) -> None:
     """Rejects found while streaming (decode failures in Ray Data tasks) → rejects.jsonl + summary."""
     from mgpt_data.rejects import append_rejects, drain_rejects, read_rejects, unique_rejects
@@ -171,7 +192,10 @@ def fit(
     """Train ``settings`` into ``run_dir`` with a `TorchTrainer`; ``resume`` continues its checkpoints.
 
     Raises ``FileExistsError`` when ``run_dir`` already has checkpoints and ``resume`` is False
-    (Ray would silently continue them), ``FileNotFoundError`` when resuming a run with none.
+    (Ray would silently continue them), ``FileNotFoundError`` when resuming a run with none,
+    `DamagedCheckpointError` when the checkpoint to resume from does not read back (see
+    `mgpt_train.resume_point`: ``train.resume_from`` picks an earlier one) and
+    `OutputNotWritableError` when ``run_dir`` is read-only or short of space — all before training.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     settings = settings.with_absolute_paths()
@@ -181,7 +205,14 @@ def fit(
             f"{run_dir} already has checkpoints: resume it (--resume) or pick a new run name")
     if resume and not has_checkpoints(run_dir):
         raise FileNotFoundError(f"{run_dir} has no checkpoints to resume from")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ts.resume_from is not None and not resume:
+        raise ValueError("train.resume_from (--resume-from) needs resume (--resume RUN_DIR)")
+    ensure_writable_dir(run_dir)
+    if resume:
+        from mgpt_train.resume_point import prepare_resume
+
+        settings = prepare_resume(run_dir, settings)
+        ts = settings.train
     write_json(run_dir / SETTINGS_FILE, settings.to_json_dict())
     ensure_ray(ts, num_cpus=local_cpus(settings))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,11 @@ REJECTS_FILE = "rejects.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints
 EVAL_DIR = "eval"
+MIN_FREE_BYTES = 4 * 2**20  # settings, summary, rejects and the first metrics lines
+
+
+class OutputNotWritableError(PermissionError):
+    """The output folder cannot take the run: read-only, not writable, or short of free space."""
 
 
 def default_run_name() -> str:
@@ -49,9 +55,30 @@ def make_run_dir(output_dir: Path | str, run_name: str | None = None) -> Path:
     name = run_name or default_run_name()
     if not name or "/" in name or name in {".", ".."}:
         raise ValueError(f"run_name must be a plain folder name, got {name!r}")
-    run_dir = (Path(output_dir).expanduser() / name).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return ensure_writable_dir((Path(output_dir).expanduser() / name).resolve())
+
+
+def ensure_writable_dir(path: Path, *, min_free: int = MIN_FREE_BYTES) -> Path:
+    """Create ``path`` (and parents) and prove a file can be written there with ``min_free`` bytes to
+    spare, else raise `OutputNotWritableError` in one line (read-only, permission, full)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-") as f:
+            f.write(b"x")
+            f.flush()
+    except OSError as e:
+        raise OutputNotWritableError(f"cannot write to the output folder {path}: {e.strerror or e}") from e
+    check_free_space(path, min_free, "the run's settings and logs")
+    return path
+
+
+def check_free_space(path: Path, needed: int, what: str) -> None:
+    """Raise `OutputNotWritableError` when ``path``'s file system has fewer than ``needed`` bytes free."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise OutputNotWritableError(
+            f"the output folder {path} has {free / 2**20:.2f} MiB free, {what} need about "
+            f"{needed / 2**20:.2f} MiB: free some space or pick another output_dir")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
