@@ -163,7 +163,14 @@ def latest_checkpoint_dir(run_dir: Path | str) -> Path | None:
     latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
     if not latest:
         return None
-    return root / latest["checkpoint_dir_name"]
+    return root / plain_checkpoint_name(latest["checkpoint_dir_name"], snapshot)
+
+
+def plain_checkpoint_name(name: str, source: Path | str) -> str:
+    """``name`` when it is a plain folder name (so it stays inside ``checkpoints/``); else ValueError."""
+    if not isinstance(name, str) or not name or name in {".", ".."} or "/" in name or "\\" in name:
+        raise ValueError(f"{source} names checkpoint {name!r}, not a folder inside checkpoints/")
+    return name
 
 
 def read_trainable(path: Path | str) -> dict[str, torch.Tensor]:
@@ -253,5 +260,5 @@ def remove_partial_writes(run_dir: Path | str) -> list[Path]:
 
 def estimate_checkpoint_bytes(n_trainable: int, world_size: int) -> int:
     """Upper estimate of one checkpoint folder: fp32 parameters + AdamW's two moments + a LoRA adapter
-    copy (16 bytes a parameter), per-rank RNG states and the JSON files."""
-    return 16 * n_trainable + 64 * 1024 * world_size + 256 * 1024
+    copy (16 bytes a parameter), per-rank RNG states (~16 KiB each) and the JSON files."""
+    return 16 * n_trainable + 32 * 1024 * world_size + 64 * 1024

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mgpt_train.data_order import iters_in_one_pass
 from mgpt_train.loop_config import LoopConfig
+from mgpt_train.output_checks import check_room_for_checkpoints, output_write_error
 from mgpt_train.progress import MetricsProgress
 from mgpt_train.ray_setup import ensure_ray, worker_env
 from mgpt_train.run_settings import RunSettings
@@ -31,7 +32,6 @@ from mgpt_train.rundir import (
     SETTINGS_FILE,
     SNAPSHOT_FILE,
     SUMMARY_FILE,
-    check_free_space,
     ensure_writable_dir,
     read_json,
     write_json,
@@ -112,7 +112,7 @@ def prepare_run(
     rows, summary = read_split_rows(settings, settings.data.train_split, rejects_path=rejects)
     n_trainable, model_summary, spec = _model_facts(settings)
     logger.info("number of trainable parameters: %d", n_trainable)
-    _check_room_for_checkpoints(settings, run_dir, n_trainable, len(rows))
+    check_room_for_checkpoints(settings, run_dir, n_trainable, len(rows))
     if ts.check_images:
         rows = _check_images(settings, rows, rejects)
     cache, stage, hashes = None, None, None
@@ -150,24 +150,6 @@ def prepare_run(
         "train_images": len({r["image_id"] for r in rows}), "iters_per_epoch": iters,
         "total_iters": iters * ts.max_epoch, "features_cache": cache.folder if cache else None})
     return config, plan, stage
-
-
-def _check_room_for_checkpoints(settings: RunSettings, run_dir: Path, n_trainable: int, n_rows: int) -> None:
-    """Refuse to start when ``run_dir`` cannot hold the checkpoints still to be written (an estimate:
-    every epoch and step checkpoint not on disk yet, plus one being copied into place)."""
-    from mgpt_train.checkpointing import estimate_checkpoint_bytes
-
-    ts = settings.train
-    iters = ts.iters_per_epoch or max(1, n_rows // (ts.batch_size * ts.grad_accum_steps * ts.workers))
-    names = {f"epoch_{k}" for k in range(ts.max_epoch)}
-    if ts.checkpoint_every_steps:
-        names |= {f"step_{n}" for n in range(ts.checkpoint_every_steps, iters * ts.max_epoch + 1,
-                                             ts.checkpoint_every_steps) if n % iters}
-    names |= {f"step_{ts.stop_at_step}"} if ts.stop_at_step else set()
-    missing = [n for n in names if not (run_dir / CHECKPOINTS_DIR / n).is_dir()]
-    one = estimate_checkpoint_bytes(n_trainable, ts.workers)
-    check_free_space(run_dir, (len(missing) + 1) * one,
-                     f"{len(missing)} checkpoints of ~{one / 2**20:.2f} MiB")
 
 
 def _record_rejects(run_dir: Path, sink: Any) -> None:
@@ -246,7 +228,15 @@ def fit(
     try:
         with MetricsProgress(run_dir / METRICS_FILE, total=total, enabled=progress):
             result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        full = output_write_error(e, run_dir)
+        if full is not None:
+            raise full from e
+        raise
     finally:
-        _record_rejects(run_dir, sink)
+        try:
+            _record_rejects(run_dir, sink)
+        except OSError as e:  # a full or read-only disk: never hide why training stopped
+            logger.warning("could not record the rejects found while training: %s", e)
     logger.info("training finished; latest checkpoint %s", result.checkpoint)
     return result

@@ -36,6 +36,7 @@ from mgpt_train.checkpointing import (
     DamagedCheckpointError,
     check_checkpoint_dir,
     latest_checkpoint_dir,
+    plain_checkpoint_name,
     remove_partial_writes,
 )
 from mgpt_train.run_settings import RunSettings
@@ -63,7 +64,7 @@ def rewind_to(run_dir: Path | str, name: str) -> list[str]:
     names of the later checkpoints dropped from the record."""
     run_dir = Path(run_dir)
     path, snap = _snapshot(run_dir)
-    names = [r["checkpoint_dir_name"] for r in snap["checkpoint_results"]]
+    names = [plain_checkpoint_name(r["checkpoint_dir_name"], path) for r in snap["checkpoint_results"]]
     if name not in names:
         raise ValueError(f"resume_from {name!r} is not a checkpoint recorded for {run_dir} "
                          f"(recorded: {', '.join(recorded_checkpoints(run_dir)) or 'none'})")
