@@ -7,7 +7,11 @@
    A failure names file:line.
 2. A file name from ``flickr_annotations_30k.csv`` never reaches a file outside the data folder:
    ``../``, absolute names, sub-folders and symlinks that resolve outside are rejected, and every kept
-   path lies inside ``flickr30k-images/``.
+   path lies inside ``flickr30k-images/``. Checkpoint names read from Ray's record of a run
+   (``checkpoint_manager_snapshot.json``) or given as ``train.resume_from`` stay inside ``checkpoints/``.
+
+What mgpt listens on is tested in tests/test_listening_sockets.py (slow), Ray's token authentication
+and the loopback-only private Ray in tests/test_ray_start.py.
 """
 
 from __future__ import annotations
@@ -127,3 +131,30 @@ def test_symlinks_out_of_the_folder_are_rejected_and_kept_paths_stay_inside(tmp_
                                                                    ("hop.jpg", "outside_data_dir")]
     assert [i["filename"] for i in scan.images] == ["in.jpg", "ok.jpg"]
     assert all(Path(i["path"]).is_relative_to(images.resolve()) for i in scan.images)
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "/tmp/elsewhere", "..", "epoch_0/../../x", ""])
+def test_a_checkpoint_name_in_rays_record_never_leaves_the_checkpoints_folder(tmp_path: Path, name: str):
+    from mgpt_train.checkpointing import latest_checkpoint_dir
+    from mgpt_train.resume_point import rewind_to
+
+    snapshot = tmp_path / "checkpoints" / "checkpoint_manager_snapshot.json"
+    snapshot.parent.mkdir()
+    result = {"checkpoint_dir_name": name, "metrics": {}}
+    snapshot.write_text(json.dumps({"latest_checkpoint_result": result, "checkpoint_results": [result],
+                                    "checkpoint_report_indices": [1]}))
+    with pytest.raises(ValueError, match="not a folder inside checkpoints/"):
+        latest_checkpoint_dir(tmp_path)
+    with pytest.raises(ValueError, match="not a folder inside checkpoints/"):
+        rewind_to(tmp_path, "epoch_0")
+
+
+@pytest.mark.parametrize("name", ["../epoch_0", "/tmp/epoch_0", "..", ".epoch_1.tmp-x", "a/b", ""])
+def test_resume_from_takes_only_a_checkpoint_folder_name(name: str):
+    from pydantic import ValidationError
+
+    from mgpt_train.settings import TrainSettings
+
+    with pytest.raises(ValidationError, match="resume_from must be a checkpoint folder name"):
+        TrainSettings(resume_from=name)
+    assert TrainSettings(resume_from="epoch_0").resume_from == "epoch_0"

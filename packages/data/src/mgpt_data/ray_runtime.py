@@ -10,6 +10,13 @@ Policy (nothing happens at import):
   for minutes).
 * Ray's token authentication stays as Ray sets it (on by default in Ray 2.60); the dashboard, when
   asked for, binds the same host.
+* Every process of a private instance listens on 127.0.0.1 only (GCS, raylet, object manager,
+  workers' gRPC servers, dashboard and runtime-env agents). ``ray.init(_node_ip_address="127.0.0.1")``
+  alone does not do it: Ray swaps a loopback node address for the machine's routable one
+  (``ray._private.services.resolve_ip_for_localhost``) unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+  (its single-machine mode, read when Ray is imported), and every C++ gRPC server and agent binds
+  all interfaces unless the node address is loopback. :data:`PROCESS_ENV` therefore sets it; a
+  process that joins a cluster is unaffected (its node address comes from the raylet it joins).
 
 The process environment mgpt needs (offline model hubs, no usage stats, quiet logs, Ray workers
 using this interpreter rather than re-running ``uv run``) is defined once, in :data:`PROCESS_ENV`,
@@ -38,11 +45,19 @@ OFFLINE_ENV: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1
 #:   the working dir (minutes per start here); workers use this interpreter instead. Set it to 1 for
 #:   a cluster whose nodes should build the environment with uv.
 #: - Ray Train V2 polls the dashboard's state API each second and warns when the dashboard is off.
+#: - ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: a private instance keeps the loopback node address, so
+#:   nothing of it listens beyond 127.0.0.1 (see the module docstring).
 PROCESS_ENV: dict[str, str] = {
-    **OFFLINE_ENV, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    **OFFLINE_ENV, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_DEDUP_LOGS_SKIP_REGEX": "Failed to query Ray Train Controller actor state"}
 
-_CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")
+
+
+def current_cluster_file() -> Path:
+    """The file ``ray start --head`` leaves for ``address="auto"`` (Ray's own rule: ``$RAY_TMPDIR``, else
+    ``$TMPDIR``, else /tmp, then ``ray/ray_current_cluster``; `ray._common.utils.get_ray_address_file`)."""
+    base = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    return Path(base) / "ray" / "ray_current_cluster"
 
 
 class RayUnavailableError(ConnectionError):
@@ -66,8 +81,8 @@ def _gcs_endpoint(address: str) -> tuple[str, int] | None:
         env = os.environ.get("RAY_ADDRESS")
         if env and env != "auto":
             address = env
-        elif _CURRENT_CLUSTER_FILE.is_file():
-            address = _CURRENT_CLUSTER_FILE.read_text().strip()
+        elif current_cluster_file().is_file():
+            address = current_cluster_file().read_text().strip()
         else:
             return None
     address = address.removeprefix("ray://")
@@ -129,6 +144,11 @@ def start_ray(
         context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard,
                            dashboard_host=host, _node_ip_address=host, log_to_driver=log_to_driver)
         url = f"http://{context.dashboard_url}" if include_dashboard and context.dashboard_url else None
+        node_ip = ray.util.get_node_ip_address()
+        if host == LOCALHOST and node_ip != host:
+            logger.warning("this private Ray listens on %s, not only on %s: ray was imported before "
+                           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set (call apply_process_env() first)",
+                           node_ip, host)
         logger.info("started a private local Ray on %s (%s CPUs, dashboard %s)", host,
                     ray.cluster_resources().get("CPU"), url or "off")
         return url

@@ -10,11 +10,14 @@ A checkpoint folder (see `mgpt_train.rundir` for where it lives) holds::
     settings.json           the resolved settings of the run
 
 Folders are written into a temporary sibling and moved into place with ``os.replace``, so a crash
-never leaves a half-written ``epoch_k/``; Ray records a checkpoint only after that move.
+never leaves a half-written ``epoch_k/``; Ray records a checkpoint only after that move. What a
+killed writer leaves behind (``.epoch_k.tmp-*``) matches no checkpoint name and is removed on resume
+(`remove_partial_writes`); `check_checkpoint_dir` reads a folder back before a resume trusts it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -31,6 +34,7 @@ import torch
 from mgpt_bridge.checkpoint import TRAIN_STATE_FILE as STATE_FILE
 from mgpt_bridge.checkpoint import TRAINABLE_FILE, trainable_file
 from mgpt_train.checkpoint_extras import bridge_facts, write_adapter_if_lora
+from mgpt_train.fault_injection import checkpoint_copy_function
 from mgpt_train.rundir import SETTINGS_FILE, write_json
 
 logger = logging.getLogger(__name__)
@@ -121,7 +125,7 @@ def copy_dir_atomic(src: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        shutil.copytree(src, tmp, dirs_exist_ok=True, copy_function=checkpoint_copy_function(dest))
         _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -150,8 +154,6 @@ def latest_checkpoint_dir(run_dir: Path | str) -> Path | None:
     ``latest_checkpoint_result``), so it is the checkpoint the workers restore, never a folder Ray
     did not register (a crash between the folder's move and Ray's record).
     """
-    import json
-
     from mgpt_train.rundir import CHECKPOINTS_DIR, SNAPSHOT_FILE
 
     root = Path(run_dir) / CHECKPOINTS_DIR
@@ -161,7 +163,14 @@ def latest_checkpoint_dir(run_dir: Path | str) -> Path | None:
     latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
     if not latest:
         return None
-    return root / latest["checkpoint_dir_name"]
+    return root / plain_checkpoint_name(latest["checkpoint_dir_name"], snapshot)
+
+
+def plain_checkpoint_name(name: str, source: Path | str) -> str:
+    """``name`` when it is a plain folder name (so it stays inside ``checkpoints/``); else ValueError."""
+    if not isinstance(name, str) or not name or name in {".", ".."} or "/" in name or "\\" in name:
+        raise ValueError(f"{source} names checkpoint {name!r}, not a folder inside checkpoints/")
+    return name
 
 
 def read_trainable(path: Path | str) -> dict[str, torch.Tensor]:
@@ -267,3 +276,57 @@ def default_checkpoint(run_dir: Path | str) -> Path | None:
         return best["path"]
     found = list_checkpoints(Path(run_dir))
     return found[-1] if found else None
+# ---------------------------------------------------------------------------- checks
+class DamagedCheckpointError(ValueError):
+    """A checkpoint folder with a file that is missing or cannot be read back (e.g. truncated)."""
+
+
+def _read_back(file: Path) -> None:
+    if file.suffix == ".safetensors":
+        _load_trainable(file)
+    elif file.suffix == ".pt":
+        torch.load(file, map_location="cpu", weights_only=True)
+    elif file.suffix == ".json":
+        json.loads(file.read_text())
+
+
+def check_checkpoint_dir(path: Path | str) -> None:
+    """Read every file of checkpoint folder ``path`` back (tensors, train state, JSON, a LoRA adapter);
+    raise `DamagedCheckpointError` naming the first file that is missing or unreadable."""
+    path = Path(path)
+    for name in (TRAINABLE_FILE, STATE_FILE, SETTINGS_FILE):
+        if not (path / name).is_file():
+            raise DamagedCheckpointError(f"checkpoint file {path / name} is missing")
+    for file in sorted(f for f in path.rglob("*") if f.is_file()):
+        try:
+            _read_back(file)
+        except Exception as e:  # every reader has its own error types; all mean "damaged"
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise DamagedCheckpointError(f"checkpoint file {file} cannot be read back ({why}); "
+                                         f"{file.stat().st_size} bytes on disk") from e
+
+
+def remove_partial_writes(run_dir: Path | str) -> list[Path]:
+    """Clean up after checkpoint writers that were killed in ``run_dir/checkpoints``: ``.NAME.tmp-*``
+    folders (a copy that never finished, never a checkpoint) are deleted; a ``.NAME.old-*/NAME`` whose
+    ``NAME`` is gone (killed between `_replace_dir`'s two moves) is moved back. Returns the folders
+    handled. Call only while no run writes there."""
+    from mgpt_train.rundir import CHECKPOINTS_DIR
+
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    found = sorted(p for pattern in (".*.tmp-*", ".*.old-*") for p in root.glob(pattern) if p.is_dir())
+    for leftover in found:
+        name = leftover.name[1:].split(".old-", 1)[0]
+        if ".old-" in leftover.name and (leftover / name).is_dir() and not (root / name).exists():
+            os.replace(leftover / name, root / name)
+            logger.warning("moved %s back: the write that was replacing it never finished", root / name)
+        else:
+            logger.warning("removed %s: a checkpoint write that never finished", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
+    return found
+
+
+def estimate_checkpoint_bytes(n_trainable: int, world_size: int) -> int:
+    """Upper estimate of one checkpoint folder: fp32 parameters + AdamW's two moments + a LoRA adapter
+    copy (16 bytes a parameter), per-rank RNG states (~16 KiB each) and the JSON files."""
+    return 16 * n_trainable + 32 * 1024 * world_size + 64 * 1024

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mgpt_train.data_order import iters_in_one_pass
 from mgpt_train.loop_config import LoopConfig
+from mgpt_train.output_checks import check_room_for_checkpoints, output_write_error
 from mgpt_train.progress import MetricsProgress
 from mgpt_train.ray_setup import ensure_ray, worker_env
 from mgpt_train.run_settings import RunSettings
@@ -32,6 +33,7 @@ from mgpt_train.rundir import (
     SNAPSHOT_FILE,
     SUMMARY_FILE,
     check_persistent,
+    ensure_writable_dir,
     read_json,
     write_json,
 )
@@ -111,6 +113,7 @@ def prepare_run(
     rows, summary = read_split_rows(settings, settings.data.train_split, rejects_path=rejects)
     n_trainable, model_summary, spec = _model_facts(settings)
     logger.info("number of trainable parameters: %d", n_trainable)
+    check_room_for_checkpoints(settings, run_dir, n_trainable, len(rows))
     if ts.check_images:
         rows = _check_images(settings, rows, rejects)
     cache, stage, hashes = None, None, None
@@ -172,7 +175,10 @@ def fit(
     """Train ``settings`` into ``run_dir`` with a `TorchTrainer`; ``resume`` continues its checkpoints.
 
     Raises ``FileExistsError`` when ``run_dir`` already has checkpoints and ``resume`` is False
-    (Ray would silently continue them), ``FileNotFoundError`` when resuming a run with none.
+    (Ray would silently continue them), ``FileNotFoundError`` when resuming a run with none,
+    `DamagedCheckpointError` when the checkpoint to resume from does not read back (see
+    `mgpt_train.resume_point`: ``train.resume_from`` picks an earlier one) and
+    `OutputNotWritableError` when ``run_dir`` is read-only or short of space — all before training.
     """
     run_dir = check_persistent(run_dir)  # never inside Ray's temporary copy of a job's working dir
     settings = settings.with_absolute_paths()
@@ -182,7 +188,14 @@ def fit(
             f"{run_dir} already has checkpoints: resume it (--resume) or pick a new run name")
     if resume and not has_checkpoints(run_dir):
         raise FileNotFoundError(f"{run_dir} has no checkpoints to resume from")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ts.resume_from is not None and not resume:
+        raise ValueError("train.resume_from (--resume-from) needs resume (--resume RUN_DIR)")
+    ensure_writable_dir(run_dir)
+    if resume:
+        from mgpt_train.resume_point import prepare_resume
+
+        settings = prepare_resume(run_dir, settings)
+        ts = settings.train
     write_json(run_dir / SETTINGS_FILE, settings.to_json_dict())
     ensure_ray(ts, num_cpus=local_cpus(settings))
 
@@ -217,7 +230,15 @@ def fit(
     try:
         with MetricsProgress(run_dir / METRICS_FILE, total=total, enabled=progress):
             result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        full = output_write_error(e, run_dir)
+        if full is not None:
+            raise full from e
+        raise
     finally:
-        _record_rejects(run_dir, sink)
+        try:
+            _record_rejects(run_dir, sink)
+        except OSError as e:  # a full or read-only disk: never hide why training stopped
+            logger.warning("could not record the rejects found while training: %s", e)
     logger.info("training finished; latest checkpoint %s", result.checkpoint)
     return result

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PLAN_TASK_CPUS = 0.25  # expanding one epoch's plan is integer arithmetic: it needs little CPU
+PLAN_TASK_CPUS = 0.25  # expanding one epoch's plan, or filtering it, is integer arithmetic
 ROW_COLUMNS = ("image_id", "path", "caption")
 
 
@@ -116,7 +116,9 @@ class RankShards(ray.train.DataConfig):
         out: list[dict[str, Any]] = [{} for _ in range(world_size)]
         for name, ds in datasets.items():
             for rank in range(world_size):
-                shard = ds.filter(expr=f"rank == {rank}")
+                # a small CPU share, as the plan's own tasks: a 1-CPU filter task finds no room beside
+                # 0.75-CPU workers on 1-CPU nodes once a node is lost (tests/test_hard_faults.py)
+                shard = ds.filter(expr=f"rank == {rank}", num_cpus=PLAN_TASK_CPUS)
                 if self.stage is not None:
                     shard = self.stage(shard)
                 options = self._resolve_execution_options(name)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from mgpt_train.collate import model_inputs
+from mgpt_train.fault_injection import maybe_fail, maybe_hang
 from mgpt_train.ingest import check_micro_batch, skip_to
 from mgpt_train.loop_config import LoopConfig
 from mgpt_train.metrics_log import MetricsLog
@@ -33,12 +34,6 @@ from mgpt_train.settings import resolve_precision
 from mgpt_train.train_state import Position, restore, save_and_report
 
 logger = logging.getLogger(__name__)
-
-FAIL_MARKER = ".injected_failure_at_step_{}"
-
-
-class InjectedFailure(RuntimeError):
-    """Raised once by `fail_at_step` to test fault tolerance."""
 
 
 def _max_memory_mb(device: torch.device) -> float:
@@ -152,7 +147,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                       "sec_per_it": time.perf_counter() - t0, "data_sec": data_sec, "time": time.time()}
             if metrics_log is not None:
                 metrics_log.append(record)
-            _maybe_fail(ts.fail_at_step, global_step, run_dir, rank)
+            maybe_fail(ts.fail_at_step, global_step, run_dir, rank)
+            maybe_hang(ts.hang_at_step, global_step, run_dir, rank)
             stop = global_step == ts.stop_at_step
             ckpt_name = None
             if step + 1 == iters:
@@ -190,14 +186,3 @@ def _record_worker_nodes(run_dir: Path, rank: int, world_size: int) -> None:
     if rank == 0 and (run_dir / SUMMARY_FILE).is_file():
         summary = read_json(run_dir / SUMMARY_FILE)
         write_json(run_dir / SUMMARY_FILE, {**summary, "worker_nodes": nodes})
-
-
-def _maybe_fail(fail_at_step: int | None, global_step: int, run_dir: Path, rank: int) -> None:
-    """Raise once at ``fail_at_step`` on rank 0 (a marker file in the run dir makes it once only)."""
-    if fail_at_step is None or global_step != fail_at_step or rank != 0:
-        return
-    marker = run_dir / FAIL_MARKER.format(fail_at_step)
-    if marker.exists():
-        return
-    marker.write_text("injected failure\n")
-    raise InjectedFailure(f"injected failure at global step {global_step} (train.fail_at_step)")

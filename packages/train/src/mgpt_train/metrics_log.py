@@ -15,10 +15,28 @@ METRIC_KEYS = ("epoch", "step", "global_step", "loss", "lr", "sec_per_it", "data
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a metrics file (an absent file reads as no records)."""
+    """All records of a metrics file (an absent file reads as no records). A last line cut short (the
+    writer was killed or the disk filled mid-append) is left out with a warning; a bad line before
+    the last is an error."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """``(records, whether the file ends in a cut-short line)``."""
     if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [], False
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number < len(lines):
+                raise ValueError(f"{path}: line {number} is not a JSON record ({e})") from e
+            logger.warning("%s: ignoring its last line, cut short: %r", path, line[:80])
+            return records, True
+    return records, bool(text) and not text.endswith("\n")
 
 
 class MetricsLog:
@@ -33,9 +51,9 @@ class MetricsLog:
 
         Returns how many records were dropped.
         """
-        records = read_metrics(self.path)
+        records, cut_short = _read(self.path)
         kept = [r for r in records if r["global_step"] <= global_step]
-        if len(kept) != len(records):
+        if len(kept) != len(records) or cut_short:  # a cut-short line must not prefix the next record
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
             logger.info("metrics.jsonl: dropped %d records after global_step %d (resumed run)",
                         len(records) - len(kept), global_step)

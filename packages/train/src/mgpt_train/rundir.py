@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +45,11 @@ DEFAULT_OUTPUT_DIR = Path("runs")
 DEFAULT_JOB_OUTPUT_DIR = Path("~/mgpt-runs")
 #: the folders of Ray's temporary copy of a job's working dir: <session>/runtime_resources/working_dir_files/
 _RAY_WORKING_DIR_PARTS = ("runtime_resources", "working_dir_files")
+MIN_FREE_BYTES = 4 * 2**20  # settings, summary, rejects and the first metrics lines
+
+
+class OutputNotWritableError(PermissionError):
+    """The output folder cannot take the run: read-only, not writable, or short of free space."""
 
 
 def default_run_name() -> str:
@@ -86,9 +92,30 @@ def make_run_dir(output_dir: Path | str | None, run_name: str | None = None) -> 
     name = run_name or default_run_name()
     if not name or "/" in name or name in {".", ".."}:
         raise ValueError(f"run_name must be a plain folder name, got {name!r}")
-    run_dir = resolve_output_dir(output_dir) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return ensure_writable_dir(resolve_output_dir(output_dir) / name)
+
+
+def ensure_writable_dir(path: Path, *, min_free: int = MIN_FREE_BYTES) -> Path:
+    """Create ``path`` (and parents) and prove a file can be written there with ``min_free`` bytes to
+    spare, else raise `OutputNotWritableError` in one line (read-only, permission, full)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-") as f:
+            f.write(b"x")
+            f.flush()
+    except OSError as e:
+        raise OutputNotWritableError(f"cannot write to the output folder {path}: {e.strerror or e}") from e
+    check_free_space(path, min_free, "the run's settings and logs")
+    return path
+
+
+def check_free_space(path: Path, needed: int, what: str) -> None:
+    """Raise `OutputNotWritableError` when ``path``'s file system has fewer than ``needed`` bytes free."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise OutputNotWritableError(
+            f"the output folder {path} has {free / 2**20:.2f} MiB free, {what} need about "
+            f"{needed / 2**20:.2f} MiB: free some space or pick another output_dir")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

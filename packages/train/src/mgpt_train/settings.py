@@ -76,7 +76,13 @@ class TrainSettings(BaseSettings):
         "tensorboard: the event-file folder (default RUN_DIR/tensorboard); wandb: unused (WANDB_BASE_URL)")
     tracking_project: str = Field("mgpt", min_length=1, description="mlflow experiment / wandb project name")
     # testing: a worker raises once at this global step (first attempt only, marker file in the run dir)
+    resume_from: str | None = Field(
+        None, description="with resume: continue from this recorded checkpoint (e.g. epoch_0) instead of the "
+        "latest one, whose later checkpoints are then redone; used once, not kept in settings.json")
+    # testing (mgpt_train.fault_injection), first attempt only (a marker file in the run dir): rank 0 raises
+    # at this global step / hangs after it until the process is killed
     fail_at_step: int | None = Field(None, ge=1)
+    hang_at_step: int | None = Field(None, ge=1)
 
     @field_validator("betas")
     @classmethod
@@ -91,6 +97,13 @@ class TrainSettings(BaseSettings):
         if v is None or v == "auto" or v.startswith("ray://") or ":" in v:
             return v
         raise ValueError(f'address must be None, "auto", "ray://host:port" or "host:port", got {v!r}')
+
+    @field_validator("resume_from")
+    @classmethod
+    def _plain_checkpoint_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or v in {".", ".."} or v.startswith(".")):
+            raise ValueError(f"resume_from must be a checkpoint folder name such as epoch_0, got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _lrs_ordered(self) -> TrainSettings:

@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         resume: Annotated[Path | None, typer.Option(
             "--resume", help="continue this run directory from its last checkpoint")] = None,
+        resume_from: Annotated[str | None, typer.Option(
+            "--resume-from", help="with --resume: continue from this recorded checkpoint (e.g. epoch_0) "
+            "instead of the latest; the later ones are trained again")] = None,
         no_eval: Annotated[bool, typer.Option("--no-eval", help="skip the evaluation afterwards")] = False,
         no_dashboard: Annotated[bool, typer.Option(
             "--no-dashboard", help="do not start the Ray dashboard (default: on, at 127.0.0.1, URL logged)")
@@ -53,7 +56,7 @@ def register(app: typer.Typer) -> None:
             "train.batch_size": batch_size, "train.init_lr": lr, "data.data_dir": data_dir,
             "train.output_dir": output_dir, "train.run_name": run_name, "train.address": address,
             "train.include_dashboard": False if no_dashboard else None, "train.tracker": tracker,
-            "train.keep_checkpoints": keep_checkpoints})
+            "train.keep_checkpoints": keep_checkpoints, "train.resume_from": resume_from})
         settings = resume_settings(resume, sets) if resume is not None else RunSettings.load(preset, sets)
         outcome = train_run(settings, resume_dir=resume, evaluate=not no_eval)
         typer.echo(f"run directory: {outcome.run_dir}")
