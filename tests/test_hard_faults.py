@@ -8,9 +8,10 @@ state API), a node (``ray.cluster_utils.Cluster``) or the driver; a checkpoint c
 process after its first file (``MGPT_TEST_KILL_IN_CHECKPOINT_WRITE``). Kills wait until Ray has
 *recorded* epoch_0 in ``checkpoint_manager_snapshot.json``: a checkpoint reported but not yet recorded
 by Ray Train's controller when the fault strikes does not count, and the run goes back to the one
-before (seen on this machine: a node removed 0.1 s after the report restarted the run from step 0). Scenarios that need a Ray of
-their own (a dashboard for the state API, a multi-node cluster, an environment variable the workers
-inherit) run in a subprocess (tests/fault_scenarios.py); the others use the session's Ray.
+before (seen on this machine: a node removed 0.1 s after the report restarted the run from step 0).
+Scenarios that need a Ray of their own (a dashboard for the state API, a multi-node cluster, an
+environment variable the workers inherit) run in a subprocess (tests/fault_scenarios.py);
+the others use the session's Ray.
 
 All are ``slow``: each trains at least twice (the straight run and the faulty one) and most start a
 Ray of their own — minutes each on 2 cores. The cheap checks behind them stay in the default suite:
