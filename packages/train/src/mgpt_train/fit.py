@@ -181,6 +181,10 @@ def fit(
             f"{run_dir} already has checkpoints: resume it (--resume) or pick a new run name")
     if resume and not has_checkpoints(run_dir):
         raise FileNotFoundError(f"{run_dir} has no checkpoints to resume from")
+    if not resume:  # train.init_from: resolved to one checkpoint and checked to fit before Ray starts
+        from mgpt_train.init_from import with_init_checkpoint
+
+        settings = with_init_checkpoint(settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / SETTINGS_FILE, settings.to_json_dict())
     ensure_ray(ts, num_cpus=local_cpus(settings))

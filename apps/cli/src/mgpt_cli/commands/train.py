@@ -27,6 +27,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         resume: Annotated[Path | None, typer.Option(
             "--resume", help="continue this run directory from its last checkpoint")] = None,
+        init_from: Annotated[Path | None, typer.Option(
+            "--init-from", help="start the trainable parameters from RUN_DIR's latest checkpoint, or from a "
+            "checkpoint folder / .safetensors (stage 2 from stage 1); optimizer, schedule and step start "
+            "fresh")] = None,
+        parallel: Annotated[str | None, typer.Option(
+            "--parallel", help="ddp (whole model per worker) or fsdp (FSDP2: LM + bridge sharded across "
+            "workers, frozen encoder kept whole)")] = None,
         no_eval: Annotated[bool, typer.Option("--no-eval", help="skip the evaluation afterwards")] = False,
         set_: SetOption = None,
     ) -> None:
@@ -40,7 +47,8 @@ def register(app: typer.Typer) -> None:
         sets = as_sets(set_, **{
             "train.workers": workers, "train.max_epoch": epochs, "train.iters_per_epoch": iters_per_epoch,
             "train.batch_size": batch_size, "train.init_lr": lr, "data.data_dir": data_dir,
-            "train.output_dir": output_dir, "train.run_name": run_name, "train.address": address})
+            "train.output_dir": output_dir, "train.run_name": run_name, "train.address": address,
+            "train.init_from": init_from, "train.parallel": parallel})
         settings = resume_settings(resume, sets) if resume is not None else RunSettings.load(preset, sets)
         outcome = train_run(settings, resume_dir=resume, evaluate=not no_eval)
         typer.echo(f"run directory: {outcome.run_dir}")
