@@ -92,3 +92,42 @@ def test_ldp_presets_feed_the_lm_as_many_tokens_as_the_default(name: str) -> Non
     summary = build_vlm(s.vision, s.bridge, meta=True).summary()
     assert (summary["encoder_tokens"], summary["image_tokens"]) == (49, 16)
     assert summary["projector"] == s.bridge.projector
+
+
+@pytest.mark.parametrize("stage1,stage2", [("minigpt4_stage1", "minigpt4_stage2"),
+                                           ("default_stage1", "default_stage2")])
+def test_stage_presets_chain(stage1: str, stage2: str) -> None:
+    """Stage 2 starts from stage 1's bridge (`--init-from`): the trainable tensors must be the same."""
+    from mgpt_bridge import expected_trainable_shapes
+
+    first, second = (RunSettings.load(n, configs_dir=CONFIGS) for n in (stage1, stage2))
+    assert expected_trainable_shapes(first.vision, first.bridge) == expected_trainable_shapes(
+        second.vision, second.bridge)
+    t1, t2 = first.bridge.template, second.bridge.template
+    assert (t1.prompt, t1.instructions, t1.end_sym, t1.max_txt_len) == ("{}", ["<ImageHere>"], "\n", 32)
+    assert (first.data.sample_mode, second.data.sample_mode) == ("per_caption", "grounded")
+    assert len(t2.instructions) == 4 and all("<Img><ImageHere></Img>" in i for i in t2.instructions)
+
+
+def test_default_stage1_is_the_default_model_with_upstreams_stage1_text() -> None:
+    default = _flat(RunSettings.load("default", configs_dir=CONFIGS).to_json_dict())
+    stage1 = _flat(RunSettings.load("default_stage1", configs_dir=CONFIGS).to_json_dict())
+    changed = {k for k, v in stage1.items() if default[k] != v}
+    assert changed == {"bridge.template.style", "bridge.template.prompt", "bridge.template.instructions",
+                       "bridge.template.end_sym", "bridge.template.max_txt_len", "bridge.template.system",
+                       "train.max_epoch"}
+
+
+@pytest.mark.parametrize("variant,preset", [("mlp-3", "ablation_mlp3"), ("ldp", "ablation_ldp"),
+                                            ("lora", "ablation_lora")])
+def test_ablate_variants_on_default_are_the_ablation_presets(variant: str, preset: str) -> None:
+    from mgpt_bridge import build_vlm
+    from mgpt_train.ablate import variant_settings
+
+    made = variant_settings("default", variant)
+    listed = RunSettings.load(preset, configs_dir=CONFIGS)
+    differ = {k for k, v in _flat(made.to_json_dict()).items() if _flat(listed.to_json_dict())[k] != v}
+    # ldp takes the whole grid: num_tokens None (any encoder) where the preset names EfficientNet's 49
+    assert differ == ({"vision.num_tokens"} if variant == "ldp" else set())
+    summaries = [build_vlm(s.vision, s.bridge, device="meta", meta=True).summary() for s in (made, listed)]
+    assert summaries[0] == summaries[1]

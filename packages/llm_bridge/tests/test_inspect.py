@@ -86,3 +86,24 @@ def test_default_loads_real_weights_and_trains_only_the_bridge() -> None:
     assert report["encoder"]["frozen"] and report["lm"]["frozen"] and report["lm"]["dtype"] == "float32"
 
 
+
+
+def test_memory_plan_of_the_7b_recipe_under_ddp_and_fsdp() -> None:
+    """Weights + gradients + AdamW moments per GPU: fsdp splits all but the frozen encoder over the GPUs."""
+    report = inspect_preset(RECIPE, meta=True)
+    tables = tomllib.loads((CONFIGS / f"{RECIPE}.toml").read_text())
+    from mgpt_bridge.memory_plan import memory_plan
+
+    plan = memory_plan(VisionSettings(**tables["vision"]), BridgeSettings(**tables["bridge"]), 8)
+    rows = {r["lm_tuning"]: r for r in plan["rows"]}
+    assert set(rows) == {"frozen", "lora", "full"} and plan["gpus"] == 8
+    lm_bytes, projector_bytes = 2 * report["lm"]["params"], 4 * TRAINABLE_7B  # bf16 LM, fp32 projector
+    encoder_bytes = report["memory_bytes"]["encoder"]["configured"]
+    assert rows["frozen"]["trainable"] == projector_bytes
+    assert rows["full"]["trainable"] == projector_bytes + lm_bytes
+    for row in rows.values():
+        assert row["frozen_encoder"] == encoder_bytes
+        assert row["ddp"] == row["weights"] + 3 * row["trainable"]  # every GPU holds it all
+        sharded = row["weights"] - encoder_bytes + 3 * row["trainable"]
+        assert row["fsdp"] == encoder_bytes + -(-sharded // 8) + row["largest_unit"]
+    assert rows["full"]["ddp"] > 50 * 2**30 > 10 * 2**30 > rows["full"]["fsdp"]  # 52.5 GiB vs 9.0 GiB

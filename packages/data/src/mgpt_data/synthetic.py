@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 from tqdm import tqdm
 
 from mgpt_data.annotations import CSV_NAME, IMAGES_DIRNAME, Flickr30kFormatError, csv_path
+from mgpt_data.flickr_writer import write_annotations_csv
 from mgpt_data.scene_captions import object_words, scene_captions
 from mgpt_data.scenes import draw_scene, sample_scene
 
@@ -53,8 +53,7 @@ def _write_set(folder: Path, n_images: int, seed: int, image_size: int, progress
         scenes[image_id] = {"split": splits[i], "background": scene.background, "texture": scene.texture,
                             "objects": [o.as_dict() for o in scene.objects],
                             "object_words": object_words(scene), "captions": captions}
-    pl.DataFrame(records, schema={k: pl.String for k in ("raw", "sentids", "split", "filename", "img_id")}
-                 ).write_csv(folder / CSV_NAME)
+    write_annotations_csv(folder / CSV_NAME, records)
     meta = {"generator": "mgpt_data.synthetic", "n_images": n_images, "seed": seed, "image_size": image_size}
     (folder / SCENES_NAME).write_text(json.dumps({"meta": meta, "scenes": scenes}, indent=1, sort_keys=True))
 

@@ -24,7 +24,7 @@ TABLE_METRICS = (*DEFAULT_METRICS, *CHAIR_METRICS)  # always shown, "n/a" when a
 ALL_METRICS = (*CAPTION_METRICS, *CHAIR_METRICS)
 
 
-def _atomic_write(path: Path, data: str | bytes) -> None:
+def atomic_write(path: Path, data: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -38,14 +38,14 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _sanitise(obj):
+def sanitise(obj):
     """NaN/inf → None recursively, so results.json is strict JSON."""
     if isinstance(obj, float):
         return _finite(obj)
     if isinstance(obj, dict):
-        return {str(k): _sanitise(v) for k, v in obj.items()}
+        return {str(k): sanitise(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_sanitise(v) for v in obj]
+        return [sanitise(v) for v in obj]
     return obj
 
 
@@ -88,7 +88,7 @@ def _csv_text(rows: list[dict], metrics: list[str]) -> str:
     return buf.getvalue()
 
 
-def _cell(row: dict, metric: str, scale: float) -> str:
+def metric_cell(row: dict, metric: str, scale: float) -> str:
     value = _finite(row["scores"].get(metric))
     if value is None:
         return "n/a"
@@ -112,7 +112,8 @@ def _markdown(rows: list[dict], metrics: list[str], meta: dict, availability: di
     lines.append("| " + " | ".join(["---"] * len(header)) + " |")
     for r in rows:
         epoch = "pretrained" if r.get("epoch", -1) in (None, -1) else str(r["epoch"])
-        lines.append("| " + " | ".join([r["name"], epoch, *[_cell(r, m, scale) for m in metrics]]) + " |")
+        cells = [r["name"], epoch, *[metric_cell(r, m, scale) for m in metrics]]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if any(r.get("ci") for r in rows):
         conf = meta.get("confidence", 0.95)
@@ -145,9 +146,9 @@ def write_report(
     meta["scale"] = "raw: 0-1, CIDEr 0-10 (tables x100 when scale_100)"
     scale = 100.0 if scale_100 else 1.0
     paths = {name: eval_dir / name for name in ("results.json", "results.csv", "results.md", "metrics.png")}
-    payload = _sanitise({"meta": meta, "metrics": metrics, "rows": rows})
-    _atomic_write(paths["results.json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    _atomic_write(paths["results.csv"], _csv_text(rows, metrics))
-    _atomic_write(paths["results.md"], _markdown(rows, metrics, meta, availability, scale))
-    _atomic_write(paths["metrics.png"], plot_metrics(rows, metrics, scale=scale))
+    payload = sanitise({"meta": meta, "metrics": metrics, "rows": rows})
+    atomic_write(paths["results.json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    atomic_write(paths["results.csv"], _csv_text(rows, metrics))
+    atomic_write(paths["results.md"], _markdown(rows, metrics, meta, availability, scale))
+    atomic_write(paths["metrics.png"], plot_metrics(rows, metrics, scale=scale))
     return paths

@@ -208,8 +208,14 @@ def describe(
 
 def inspect_model(
     vision: VisionSettings, bridge: BridgeSettings, *, meta: bool = False, device: str = "cpu",
-    preset: str | None = None,
+    preset: str | None = None, plan_gpus: int | None = None,
 ) -> dict[str, Any]:
-    """Build the model of ``vision`` + ``bridge`` (on meta: no weights) and return its JSON-able report."""
+    """Build the model of ``vision`` + ``bridge`` (on meta: no weights) and return its JSON-able report;
+    ``plan_gpus``: add the per-GPU training memory of each LM tuning under ddp vs fsdp (meta builds)."""
     model = build_for_inspection(vision, bridge, meta=meta, device=device)
-    return describe(model, vision, bridge, preset=preset, meta=meta)
+    report = describe(model, vision, bridge, preset=preset, meta=meta)
+    if plan_gpus is not None:
+        from mgpt_bridge.memory_plan import memory_plan
+
+        report["memory_plan"] = memory_plan(vision, bridge, plan_gpus)
+    return report

@@ -88,6 +88,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(
         "  (int8 = load_in_8bit: LM linear weights 1 byte, lm_head/embeddings/norms and encoder 2 bytes)"
     )
+    plan = report.get("memory_plan")
+    if plan:
+        lines.append(f"training memory per GPU over {plan['gpus']} GPU(s) ({plan['counted']}):")
+        for row in plan["rows"]:
+            lines.append(f"  LM {row['lm_tuning']:<7} trainable {_gib(row['trainable'])}: "
+                         f"ddp {_gib(row['ddp'])}  fsdp {_gib(row['fsdp'])}")
     t = report["template"]
     lines.append(
         f"template     {t['style']} {t['prompt']!r}, end_sym {t['end_sym']!r}, "

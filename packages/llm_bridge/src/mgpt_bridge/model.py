@@ -196,13 +196,28 @@ class VisionLanguageModel(nn.Module):
         ``instructions=None`` uses the first instruction of the pool. Runs in eval mode.
         """
         tokenizer = self._need_tokenizer()
-        settings, extra = self.decoding(**decoding)
         was_training = self.training
         self.eval()
         try:
             image_embeds = self.encode_images(pixels, features)
             rows = self._instructions(instructions, image_embeds.shape[0], sample=False)
             batch = build_generation_prompt(tokenizer, self.template, rows, self.num_image_tokens)
+            return self.generate_prompted(batch, image_embeds, **decoding)
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def generate_prompted(
+        self, batch: Mapping[str, torch.Tensor], image_embeds: torch.Tensor, **decoding: Any
+    ) -> list[str]:
+        """Answers for a left-padded prompt ``batch`` built beforehand (`build_generation_prompt`, or
+        `build_segments_prompt` over conversations' `Conversation.segments`), whose image slots take
+        ``image_embeds`` [B, num_image_tokens, lm_hidden]; ``decoding`` as in :meth:`generate`."""
+        tokenizer = self._need_tokenizer()
+        settings, extra = self.decoding(**decoding)
+        was_training = self.training
+        self.eval()
+        try:
             device = self.lm.get_input_embeddings().weight.device
             inputs_embeds = self.embed_prompt(batch, image_embeds.to(device))
             stop = EndSymStoppingCriteria(tokenizer, self.template.end_sym)

@@ -1,3 +1,5 @@
+from .ablate import AblationResult as AblationResult
+from .ablate import run_ablation as run_ablation
 from .captioning import caption_images as caption_images
 from .captioning import load_captioner as load_captioner
 from .checkpointing import default_checkpoint as default_checkpoint
@@ -6,6 +8,11 @@ from .checkpointing import read_best as read_best
 from .checkpointing import read_checkpoint_dir as read_checkpoint_dir
 from .checkpointing import read_trainable as read_trainable
 from .checkpointing import write_checkpoint_dir as write_checkpoint_dir
+from .compare import Comparison as Comparison
+from .compare import compare_runs as compare_runs
+from .curate import CurateOptions as CurateOptions
+from .curate import CurateSummary as CurateSummary
+from .curate import curate as curate
 from .evaluate import EvalResult as EvalResult
 from .evaluate import evaluate_run as evaluate_run
 from .fit import fit as fit

@@ -237,6 +237,13 @@ def read_best(run_dir: Path | str) -> dict[str, Any] | None:
     return {**record, "path": path.resolve()}
 
 
+def best_scored_row(rows: list[dict[str, Any]], metric: str = BEST_METRIC) -> dict[str, Any] | None:
+    """The trained row (epoch >= 0; never the baseline) with the highest ``metric``, ties to the later
+    epoch, or None: the one rule that picks a run's best (``best.json``, `mgpt_train.compare`)."""
+    scored = [r for r in rows if int(r.get("epoch", -1)) >= 0 and r.get("scores", {}).get(metric) is not None]
+    return max(scored, key=lambda r: (float(r["scores"][metric]), int(r["epoch"])), default=None)
+
+
 def record_best_checkpoint(
     run_dir: Path | str, rows: list[dict[str, Any]], checkpoints: dict[str, Path | None], *, split: str,
 ) -> dict[str, Any] | None:
@@ -246,12 +253,10 @@ def record_best_checkpoint(
     from mgpt_train.rundir import SUMMARY_FILE, read_json
 
     run_dir = Path(run_dir).resolve()
-    scored = [(float(r["scores"][BEST_METRIC]), int(r["epoch"]), r) for r in rows
-              if int(r["epoch"]) >= 0 and r.get("scores", {}).get(BEST_METRIC) is not None
-              and checkpoints.get(r["name"]) is not None]
-    if not scored:
+    row = best_scored_row([r for r in rows if checkpoints.get(r["name"]) is not None])
+    if row is None:
         return None
-    value, _, row = max(scored, key=lambda t: (t[0], t[1]))  # ties: the later epoch
+    value = float(row["scores"][BEST_METRIC])
     path = Path(checkpoints[row["name"]]).resolve()
     where = path.relative_to(run_dir) if path.is_relative_to(run_dir) else path
     best = {"checkpoint": str(where), "name": row["name"], "epoch": int(row["epoch"]), "metric": BEST_METRIC,

@@ -38,12 +38,15 @@ def run_checkpoints(run_dir: Path) -> dict[str, EvalEntry]:
     return {p.name: EvalEntry(p.name, int(p.name.split("_", 1)[1]), p) for p in list_checkpoints(run_dir)}
 
 
-def select_entries(run_dir: Path, spec: list[str]) -> list[EvalEntry]:
-    """Baseline first, then the checkpoints ``spec`` names: ``all``, ``last``, names, or paths."""
+def select_entries(run_dir: Path, spec: list[str], *, baseline: Path | None = None) -> list[EvalEntry]:
+    """Baseline first, then the checkpoints ``spec`` names: ``all``, ``last``, names, or paths.
+
+    The baseline is where training started: the untrained bridge, or ``baseline`` (the run's
+    ``train.init_from`` checkpoint, e.g. stage 1's bridge for a stage-2 run)."""
     from mgpt_eval.settings import select_checkpoints
 
     found = run_checkpoints(run_dir)
-    entries = [EvalEntry(BASELINE, -1, None)]
+    entries = [EvalEntry(BASELINE, -1, None if baseline is None else Path(baseline))]
     for item in spec:
         path = Path(item).expanduser()
         if path.exists():
@@ -92,7 +95,8 @@ def evaluate_run(
     run_dir = Path(run_dir)
     settings = settings or RunSettings.from_run_dir(run_dir)
     split = split or settings.eval.split
-    entries = select_entries(run_dir, checkpoints or settings.eval.checkpoints)
+    entries = select_entries(run_dir, checkpoints or settings.eval.checkpoints,
+                             baseline=settings.train.init_from)
     eval_dir = run_dir / "eval"
     rows = []
     for entry in entries:
@@ -108,6 +112,7 @@ def evaluate_run(
         "decoding": settings.bridge.generation.model_dump(mode="json"),
         "template": settings.bridge.template.model_dump(mode="json"),
         "checkpoints": {e.name: str(e.checkpoint) if e.checkpoint else None for e in entries},
+        "baseline": "untrained" if entries[0].checkpoint is None else f"init_from {entries[0].checkpoint}",
     }
     paths = write_report(eval_dir, rows, meta=meta, scale_100=settings.eval.scale_100)
     best = record_best_checkpoint(run_dir, rows, {e.name: e.checkpoint for e in entries}, split=split)

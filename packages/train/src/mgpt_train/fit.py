@@ -196,6 +196,10 @@ def fit(
 
         settings = prepare_resume(run_dir, settings)
         ts = settings.train
+    else:  # train.init_from: resolved to one checkpoint and checked to fit before Ray starts
+        from mgpt_train.init_from import with_init_checkpoint
+
+        settings = with_init_checkpoint(settings)
     write_json(run_dir / SETTINGS_FILE, settings.to_json_dict())
     ensure_ray(ts, num_cpus=local_cpus(settings))
 

@@ -23,10 +23,12 @@ import torch.distributed as dist
 from mgpt_train.collate import model_inputs
 from mgpt_train.fault_injection import maybe_fail, maybe_hang
 from mgpt_train.ingest import check_micro_batch, skip_to
+from mgpt_train.init_from import load_init
 from mgpt_train.loop_config import LoopConfig
 from mgpt_train.metrics_log import MetricsLog
 from mgpt_train.modeling import autocast, build_model
 from mgpt_train.optim import build_optimizer
+from mgpt_train.parallel import no_sync, prepare_parallel
 from mgpt_train.run_settings import RunSettings
 from mgpt_train.rundir import METRICS_FILE
 from mgpt_train.schedule import linear_warmup_cosine_lr
@@ -87,7 +89,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             position = restore(Path(ckpt_dir), model=model, optimizer=optimizer, scaler=scaler, rank=rank,
                                world_size=world, iters_per_epoch=iters)
-    ddp = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"forward_sync_buffers": False})
+    elif ts.init_from is not None:  # a fresh run chained to another one's weights (stage 2 from stage 1)
+        load_init(model, ts.init_from)
+    ddp, optimizer = prepare_parallel(  # ddp, or fsdp: sharded, the optimizer rebuilt over the shards
+        model, optimizer, ts.parallel, device=device,
+        rebuild_optimizer=lambda m: build_optimizer(m, ts.init_lr, ts.weight_decay, tuple(ts.betas)))
     _record_worker_nodes(run_dir, rank, world)
     metrics_log = MetricsLog(run_dir / METRICS_FILE) if rank == 0 else None
     if metrics_log is not None:
@@ -128,7 +134,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         batch[key] = batch[key].to(device)
                 data_sec += time.perf_counter() - td
                 last = micro == ts.grad_accum_steps - 1
-                sync = nullcontext() if last or world == 1 else ddp.no_sync()
+                sync = nullcontext() if last or world == 1 else no_sync(ddp)
                 with sync:
                     with autocast(precision, device.type):
                         loss = ddp(**batch).loss

@@ -111,7 +111,8 @@ class RunSettings(BaseSettings):
     def with_absolute_paths(self) -> RunSettings:
         """A copy whose file and folder settings are absolute (Ray workers run in another folder)."""
         data = self.to_json_dict()
-        for section, key in (("data", "data_dir"), ("train", "output_dir"), ("vision", "weights_path"),
+        for section, key in (("data", "data_dir"), ("train", "output_dir"), ("train", "init_from"),
+                             ("vision", "weights_path"),
                              ("bridge", "lm_path"), ("eval", "spice_jars"), ("eval", "chair_instances")):
             value = data[section].get(key)
             if value is not None:

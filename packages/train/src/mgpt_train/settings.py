@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Tracker = Literal["none", "mlflow", "wandb", "tensorboard"]
+Parallel = Literal["ddp", "fsdp"]
 
 
 class TrainSettings(BaseSettings):
@@ -27,7 +28,7 @@ class TrainSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MGPT_TRAIN__", env_nested_delimiter="__", extra="forbid")
 
     # schedule (linear_warmup_cosine_lr, stepped every iteration)
-    init_lr: float = Field(3e-5, gt=0)
+    init_lr: float = Field(3e-5, ge=0, description="peak lr; 0 (with min_lr = warmup_lr = 0) trains nothing")
     min_lr: float = Field(1e-5, ge=0)
     warmup_lr: float = Field(1e-6, ge=0)
     warmup_steps: int = Field(200, ge=0)
@@ -41,6 +42,13 @@ class TrainSettings(BaseSettings):
     grad_clip: float | None = Field(None, gt=0, description="max global grad norm; None = no clipping")
     precision: Precision = "auto"
     seed: int = 42
+    init_from: Path | None = Field(
+        None, description="start the trainable parameters from another run's latest checkpoint (a run "
+        "directory) or a named checkpoint (folder or .safetensors); shapes must match exactly; optimizer, "
+        "schedule and step start fresh. Used only while the run has no checkpoint of its own")
+    parallel: Parallel = Field(
+        "ddp", description="ddp: every worker holds the whole model; fsdp: FSDP2 fully_shard of the "
+        "projector, LM (one unit per decoder layer) and trained encoder parts, the frozen encoder kept out")
     # Ray
     workers: int = Field(2, ge=1)
     use_gpu: bool = False

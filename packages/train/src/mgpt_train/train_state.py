@@ -18,6 +18,7 @@ from mgpt_train.checkpointing import (
     restore_rng_state,
     write_checkpoint_dir,
 )
+from mgpt_train.parallel import gathered_state
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +68,15 @@ def save_and_report(
     from mgpt_train.rundir import CHECKPOINTS_DIR
 
     rng = gather_rng_states(world_size)
+    trainable, optimizer_state = gathered_state(model, optimizer, rank)  # a collective when sharded (fsdp)
     if rank != 0:
         ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=dir_name)
         return
-    state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": position.epoch,
+    state = {"optimizer": optimizer_state, "scaler": scaler.state_dict(), "epoch": position.epoch,
              "step_in_epoch": position.step, "global_step": position.global_step,
              "iters_per_epoch": iters_per_epoch, "world_size": world_size, "rng": rng}
     with tempfile.TemporaryDirectory(prefix="mgpt-ckpt-") as tmp:
-        local = write_checkpoint_dir(Path(tmp) / dir_name, model.trainable_state_dict(), state, settings)
+        local = write_checkpoint_dir(Path(tmp) / dir_name, trainable, state, settings)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(str(local)),

@@ -32,6 +32,13 @@ def register(app: typer.Typer) -> None:
         resume_from: Annotated[str | None, typer.Option(
             "--resume-from", help="with --resume: continue from this recorded checkpoint (e.g. epoch_0) "
             "instead of the latest; the later ones are trained again")] = None,
+        init_from: Annotated[Path | None, typer.Option(
+            "--init-from", help="start the trainable parameters from RUN_DIR's latest checkpoint, or from a "
+            "checkpoint folder / .safetensors (stage 2 from stage 1); optimizer, schedule and step start "
+            "fresh")] = None,
+        parallel: Annotated[str | None, typer.Option(
+            "--parallel", help="ddp (whole model per worker) or fsdp (FSDP2: LM + bridge sharded across "
+            "workers, frozen encoder kept whole)")] = None,
         no_eval: Annotated[bool, typer.Option("--no-eval", help="skip the evaluation afterwards")] = False,
         no_dashboard: Annotated[bool, typer.Option(
             "--no-dashboard", help="do not start the Ray dashboard (default: on, at 127.0.0.1, URL logged)")
@@ -56,7 +63,8 @@ def register(app: typer.Typer) -> None:
             "train.batch_size": batch_size, "train.init_lr": lr, "data.data_dir": data_dir,
             "train.output_dir": output_dir, "train.run_name": run_name, "train.address": address,
             "train.include_dashboard": False if no_dashboard else None, "train.tracker": tracker,
-            "train.keep_checkpoints": keep_checkpoints, "train.resume_from": resume_from})
+            "train.keep_checkpoints": keep_checkpoints, "train.resume_from": resume_from,
+            "train.init_from": init_from, "train.parallel": parallel})
         settings = resume_settings(resume, sets) if resume is not None else RunSettings.load(preset, sets)
         outcome = train_run(settings, resume_dir=resume, evaluate=not no_eval)
         typer.echo(f"run directory: {outcome.run_dir}")
