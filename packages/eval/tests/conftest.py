@@ -83,3 +83,24 @@ def find_java_children():
 def no_java(monkeypatch, tmp_path):
     """PATH without java: METEOR/PTB/SPICE must degrade to 'unavailable'/fallback."""
     monkeypatch.setenv("PATH", str(tmp_path))
+
+
+@pytest.fixture(scope="session")
+def scored(caption_set, find_java_children):
+    """One full run (one METEOR JVM) over the fixed set, recording the METEOR process it closed."""
+    from unittest import mock
+
+    from mgpt_eval import meteor_runner, score_captions
+
+    references, candidates = caption_set
+    closed = []
+    original = meteor_runner.close_meteor
+
+    def recording_close(meteor):
+        closed.append(meteor.meteor_p)
+        original(meteor)
+
+    before = set(find_java_children())
+    with mock.patch.object(meteor_runner, "close_meteor", recording_close):
+        report = score_captions(references, candidates)
+    return report, closed, set(find_java_children()) - before

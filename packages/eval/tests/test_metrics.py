@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 
 from mgpt_eval import meteor_runner, score_captions
 from mgpt_eval.names import DEFAULT_METRICS
-
-
-@pytest.fixture(scope="module")
-def scored(caption_set, find_java_children):
-    """One full run (one METEOR JVM) over the fixed set, recording the METEOR process it closed."""
-    references, candidates = caption_set
-    closed = []
-    original = meteor_runner.close_meteor
-
-    def recording_close(meteor):
-        closed.append(meteor.meteor_p)
-        original(meteor)
-
-    before = set(find_java_children())
-    with mock.patch.object(meteor_runner, "close_meteor", recording_close):
-        report = score_captions(references, candidates)
-    return report, closed, set(find_java_children()) - before
 
 
 @pytest.fixture(scope="module")

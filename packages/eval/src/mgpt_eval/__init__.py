@@ -25,6 +25,7 @@ from mgpt_eval.predictions import (
     write_predictions,
 )
 from mgpt_eval.report import write_report
+from mgpt_eval.session import ScoringSession
 from mgpt_eval.settings import EvalSettings, select_checkpoints
 from mgpt_eval.singular import singularize
 from mgpt_eval.tokenize import java_available
@@ -38,6 +39,7 @@ __all__ = [
     "GalleryItem",
     "MetricReport",
     "ObjectVocabulary",
+    "ScoringSession",
     "build_vocabulary",
     "caption_objects",
     "chair",

@@ -11,6 +11,7 @@ from mgpt_eval.chair import chair_with_ground_truth
 from mgpt_eval.chair_vocab import ObjectVocabulary, build_vocabulary
 from mgpt_eval.metrics import MetricReport, score_captions
 from mgpt_eval.predictions import predictions_to_inputs, validate_record
+from mgpt_eval.session import ScoringSession
 from mgpt_eval.settings import EvalSettings
 
 logger = logging.getLogger(__name__)
@@ -67,11 +68,13 @@ def evaluate_predictions(
     epoch: int | None,
     settings: EvalSettings | None = None,
     vocabulary: ObjectVocabulary | None = None,
+    session: ScoringSession | None = None,
 ) -> dict:
     """Score prediction records (``{"image_id", "candidate", "references"}``) into a report row.
 
     Uses ``settings`` for metrics, SPICE jars, bootstrap (resamples, confidence, seed), ``max_images``
     (first N records) and CHAIR (vocabularies, extra objects, optional COCO instances JSON).
+    ``session``: a `ScoringSession` shared by the rows of one evaluation (one METEOR process).
     """
     settings = settings or EvalSettings()
     records = [validate_record(r, f"record {i}") for i, r in enumerate(records)]
@@ -79,7 +82,8 @@ def evaluate_predictions(
         logger.info("evaluating the first %d of %d images (max_images)", settings.max_images, len(records))
         records = records[: settings.max_images]
     references, candidates = predictions_to_inputs(records)
-    report = score_captions(references, candidates, metrics=settings.metrics, spice_jars=settings.spice_jars)
+    report = score_captions(references, candidates, metrics=settings.metrics, spice_jars=settings.spice_jars,
+                            session=session)
     boot = dict(resamples=settings.bootstrap_resamples, confidence=settings.confidence, seed=settings.seed)
     intervals = metric_intervals(report, **boot)
     chair_result = None

@@ -3,6 +3,8 @@ constructs SPICE and so downloads CoreNLP or crashes offline).
 
 Pipeline of ``score_captions``: PTB tokenisation (Java) once for all references and once for all
 candidates → BLEU-1..4 → METEOR (one Java process, closed after) → ROUGE-L → CIDEr → SPICE (opt-in).
+With a `mgpt_eval.session.ScoringSession`, the METEOR process and the tokenised references are the
+session's, shared by every call inside it (same scores, one Java start for the whole evaluation).
 
 CIDEr is pycocoevalcap's ``Cider`` (the CIDEr-D variant of the COCO server: clipped n-gram counts,
 Gaussian length penalty σ=6, ×10). It is computed ONCE over the whole evaluated set and must never
@@ -22,6 +24,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +33,9 @@ from mgpt_eval.meteor_runner import score_meteor
 from mgpt_eval.names import BLEU_NAMES, DEFAULT_METRICS, normalise_metric_names
 from mgpt_eval.spice_runner import score_spice, spice_unavailable_reason
 from mgpt_eval.tokenize import java_available, tokenize
+
+if TYPE_CHECKING:
+    from mgpt_eval.session import ScoringSession
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +105,12 @@ def score_captions(
     *,
     metrics: list[str] | tuple[str, ...] | None = None,
     spice_jars: Path | str | None = None,
+    session: ScoringSession | None = None,
 ) -> MetricReport:
     """Score one candidate per image against its references with pycocoevalcap's scorers.
 
     Empty candidates are scored (they get 0 from every metric), not dropped. Keys must match exactly.
+    ``session``: share one METEOR process and the reference tokenisation with other calls.
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -110,9 +118,11 @@ def score_captions(
 
     wanted = normalise_metric_names(metrics if metrics is not None else DEFAULT_METRICS)
     ids = validate_inputs(references, candidates)
-    has_java = java_available()
+    has_java = session.has_java if session is not None else java_available()
     t0 = time.perf_counter()
-    gts, tokenizer = tokenize({k: list(references[k]) for k in ids}, use_java=has_java)
+    ordered = {k: list(references[k]) for k in ids}
+    gts, tokenizer = (session.tokenize_references(ordered, use_java=has_java) if session is not None
+                      else tokenize(ordered, use_java=has_java))
     res, _ = tokenize({k: [candidates[k]] for k in ids}, use_java=has_java)
     logger.info("tokenised %d images with %s in %.1fs", len(ids), tokenizer, time.perf_counter() - t0)
 
@@ -139,7 +149,7 @@ def score_captions(
                 report.per_image[name] = np.asarray(per_image[i], dtype=np.float64)
     if "METEOR" in wanted:
         if has_java:
-            score, per_image = timed("METEOR", lambda: score_meteor(gts, res))
+            score, per_image = timed("METEOR", lambda: score_meteor(gts, res, session))
             report.scores["METEOR"], report.per_image["METEOR"] = score, np.asarray(per_image)
         else:
             report.unavailable["METEOR"] = "java is not on PATH (METEOR 1.5 is a Java program)"

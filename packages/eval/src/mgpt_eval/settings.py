@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,11 @@ class EvalSettings(BaseSettings):
     split: str = "test"
     checkpoints: list[str] = Field(default_factory=lambda: ["all"])
     max_images: int | None = Field(None, ge=1)
+    engine: Literal["auto", "local", "ray"] = "auto"
+    batch_size: int = Field(8, ge=1, description="images per generate call")
+    ray_min_captions: int = Field(
+        2000, ge=0, description="auto engine on CPU: captions (images x models) beyond which the actor "
+        "pool's start-up pays (measured: benchmarks/eval_speed.py)")
     chair: bool = True
     chair_vocabularies: list[str] = Field(default_factory=lambda: ["coco"])
     chair_extra_objects: dict[str, list[str]] = Field(default_factory=dict)

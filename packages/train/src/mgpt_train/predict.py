@@ -1,9 +1,11 @@
 """`predict`: captions for a split, as Ray Data batch inference with the model held by an actor pool.
 
 ``map_batches(CaptionPredictor, concurrency=N)`` starts N actors, each building the model once
-(``checkpoint=None`` = the untrained baseline: the seeded initial projector), decoding its batch's
-images with the encoder's eval preprocessing and generating with the bridge's
-``GenerationSettings``. `predict_local` runs the same class in-process (tests, no cluster).
+(an `InferenceModel`; ``checkpoint=None`` = the untrained baseline: the seeded initial projector),
+decoding its batch's images with the encoder's eval preprocessing and generating with the bridge's
+``GenerationSettings`` under the run's precision. `predict` and `predict_local` (in-process, no
+Ray) run `eval_captioning.EvalCaptioner`, the subclass that captions with several checkpoints in
+one pass; captioning files at scale runs `inference.caption.ImageCaptioner`.
 """
 
 from __future__ import annotations
@@ -32,36 +34,40 @@ class CaptionPredictor:
         import torch
 
         from mgpt_data import ImagePreprocessor
-        from mgpt_train.modeling import build_model
-        from mgpt_train.settings import resolve_precision
+        from mgpt_train.inference.loading import InferenceModel, ModelSource
 
         if threads:
             torch.set_num_threads(threads)
         run = RunSettings.from_json_dict(settings)
-        self.device = "cuda" if run.train.use_gpu and torch.cuda.is_available() else "cpu"
-        self.model = build_model(run, device=self.device, checkpoint=checkpoint).eval()
+        device = "cuda" if run.train.use_gpu and torch.cuda.is_available() else "cpu"
+        self.inference = InferenceModel(ModelSource(run, None if checkpoint is None else Path(checkpoint)),
+                                        device=device)
+        self.model = self.inference.model
+        self.device = self.inference.device
         if self.model.preprocess is None:
             raise ValueError("the model carries no preprocessing spec; cannot turn images into pixels")
         self.preprocessor = ImagePreprocessor(self.model.preprocess.as_dict(), rejects_sink=rejects_sink)
-        self.precision = resolve_precision(run.train.precision, self.device)
+        self.precision = self.inference.precision
         self.decoding = dict(decoding or {})  # GenerationSettings fields replacing the run's
         self.instruction = instruction  # None = the template's first instruction
+
+    def pixels(self, kept: dict[str, np.ndarray]) -> Any:
+        """The ``pixels`` column (uint8, from `ImagePreprocessor`) → the encoder's float input, on device."""
+        import torch
+
+        from mgpt_data import normalize_pixels
+
+        return torch.from_numpy(normalize_pixels(kept["pixels"], self.preprocessor.spec)).to(self.device)
 
     def caption_batch(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
         """Decode + preprocess the batch's ``path`` images (undecodable rows are dropped and reported as
         rejects) and caption the rest: ``(kept rows, captions)``."""
-        import torch
-
-        from mgpt_data import normalize_pixels
-        from mgpt_train.modeling import autocast
-
         kept = self.preprocessor(batch)
         captions: list[str] = []
         if len(kept["pixels"]):
-            pixels = torch.from_numpy(normalize_pixels(kept["pixels"], self.preprocessor.spec))
-            pixels = pixels.to(self.device)
-            with autocast(self.precision, self.device):
-                captions = self.model.generate(pixels=pixels, instructions=self.instruction, **self.decoding)
+            with self.inference.autocast():
+                captions = self.model.generate(pixels=self.pixels(kept), instructions=self.instruction,
+                                               **self.decoding)
         return kept, captions
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -74,7 +80,8 @@ class CaptionPredictor:
                 "candidate": np.asarray(captions, dtype=object), "references": refs}
 
 
-def _eval_rows(settings: RunSettings, split: str, max_images: int | None) -> list[dict[str, Any]]:
+def eval_rows(settings: RunSettings, split: str, max_images: int | None) -> list[dict[str, Any]]:
+    """One row per image of ``split`` (CSV order; the first ``max_images``), the data written if absent."""
     from mgpt_train.driver_data import ensure_dataset, read_split_rows
 
     ensure_dataset(settings)
@@ -84,13 +91,6 @@ def _eval_rows(settings: RunSettings, split: str, max_images: int | None) -> lis
             raise ValueError(f"max_images must be >= 1, got {max_images}")
         rows = rows[:max_images]
     return rows
-
-
-def _in_row_order(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rank = {str(r["image_id"]): i for i, r in enumerate(rows)}
-    out = [{"image_id": str(r["image_id"]), "candidate": str(r["candidate"]),
-            "references": _strings(r["references"])} for r in records]
-    return sorted(out, key=lambda r: rank[r["image_id"]])
 
 
 def map_with_model_pool(
@@ -130,19 +130,10 @@ def predict(
 
     ``checkpoint_path``: a checkpoint folder (``RUN_DIR/checkpoints/epoch_k``) or ``.safetensors``
     file; None = the untrained baseline. ``concurrency`` defaults to ``train.workers`` actors.
+    Several checkpoints in one pass: `mgpt_train.eval_captioning.caption_with_plans`.
     """
-    from mgpt_data.flickr30k import rows_to_dataset
-    from mgpt_train.ray_setup import ensure_ray
-
-    settings = settings.with_absolute_paths()
-    rows = _eval_rows(settings, split, max_images)
-    ensure_ray(settings.train)
-    actors = concurrency or settings.train.workers
-    ds = map_with_model_pool(rows_to_dataset(rows, block_rows=batch_size), CaptionPredictor, settings,
-                             checkpoint_path, actors=actors, batch_size=batch_size)
-    logger.info("captioning %d %s images with %d actor(s), checkpoint %s", len(rows), split, actors,
-                checkpoint_path or "none (baseline)")
-    return _in_row_order(ds.take_all(), rows)
+    return _predict(settings, checkpoint_path, split, "ray", max_images=max_images, batch_size=batch_size,
+                    actors=concurrency)
 
 
 def predict_local(
@@ -154,15 +145,18 @@ def predict_local(
     batch_size: int = 8,
 ) -> list[dict[str, Any]]:
     """Same output as `predict`, computed in this process without Ray."""
-    from mgpt_data.batches import rows_to_batch
+    return _predict(settings, checkpoint_path, split, "local", max_images=max_images, batch_size=batch_size)
+
+
+def _predict(settings: RunSettings, checkpoint_path: Path | str | None, split: str, engine: str, *,
+             max_images: int | None, batch_size: int, actors: int | None = None) -> list[dict[str, Any]]:
+    from mgpt_train.eval_captioning import CaptionPlan, caption_with_plans, prediction_records
 
     settings = settings.with_absolute_paths()
-    rows = _eval_rows(settings, split, max_images)
-    predictor = CaptionPredictor(settings.to_json_dict(),
-                                 None if checkpoint_path is None else str(checkpoint_path),
-                                 settings.train.threads_per_worker)
-    records: list[dict[str, Any]] = []
-    for start in range(0, len(rows), batch_size):
-        out = predictor(rows_to_batch(rows[start:start + batch_size]))
-        records.extend({k: out[k][i] for k in out} for i in range(len(out["image_id"])))
-    return _in_row_order(records, rows)
+    rows = eval_rows(settings, split, max_images)
+    checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
+    logger.info("captioning %d %s images (%s), checkpoint %s", len(rows), split, engine,
+                checkpoint or "none (baseline)")
+    run = caption_with_plans(settings, rows, [CaptionPlan("model", checkpoint)], engine=engine,
+                             batch_size=batch_size, actors=actors)
+    return prediction_records(rows, run.captions["model"])
