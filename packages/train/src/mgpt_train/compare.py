@@ -28,6 +28,11 @@ class Comparison:
     differences: list[str]
     paths: dict[str, Path]
 
+    def format(self) -> str:
+        """For a terminal: the table (compare.md), then each file written."""
+        return "\n".join([self.paths["compare.md"].read_text().rstrip(),
+                          *(f"  {name}: {path}" for name, path in self.paths.items())])
+
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 1}}`` → ``{"train.lr": 1}`` (lists stay values)."""

@@ -90,6 +90,13 @@ class CurateSummary:
         out["paths"] = {k: str(v) for k, v in self.paths.items()}
         return out
 
+    def format(self) -> str:
+        """A few lines for a terminal: the counts, then the folder and each file written."""
+        lines = [f"kept {self.kept} of {self.images} images ({self.continued} continued); "
+                 f"rejected {self.rejected or 'none'}", f"  folder: {self.output_dir}"]
+        lines += [f"  {name}: {path}" for name, path in self.paths.items() if name != "folder"]
+        return "\n".join(lines)
+
 
 def _source_images(data_dir: Path, options: CurateOptions) -> list[dict[str, Any]]:
     from mgpt_data import scan_annotations

@@ -79,6 +79,15 @@ class EvalResult:
     def results_md(self) -> Path:
         return self.paths["results.md"]
 
+    def format(self) -> str:
+        """For a terminal: the results table, each file written, and the best checkpoint."""
+        lines = [self.results_md.read_text().rstrip()]
+        lines += [f"  {name}: {path}" for name, path in sorted(self.paths.items())]
+        if self.best is not None:
+            lines.append(f"best checkpoint: {self.best['checkpoint']} "
+                         f"({self.best['metric']} {self.best['value']:.4f})")
+        return "\n".join(lines)
+
 
 def evaluate_run(
     run_dir: Path | str,

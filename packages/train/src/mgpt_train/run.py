@@ -32,6 +32,11 @@ class TrainOutcome:
         return (f"trained {self.iterations} iterations: loss {self.first_loss:.4f} → {self.last_loss:.4f}; "
                 f"last checkpoint {self.last_checkpoint}")
 
+    def format(self) -> str:
+        """For a terminal: the run folder, `summary_line`, then the evaluation (`EvalResult.format`)."""
+        lines = [f"run directory: {self.run_dir}", self.summary_line()]
+        return "\n".join(lines + ([self.evaluation.format()] if self.evaluation is not None else []))
+
 
 def resume_settings(run_dir: Path | str, overrides: Any = None) -> RunSettings:
     """A run's own settings for ``--resume``: a run stopped with ``train.stop_at_step`` continues to its

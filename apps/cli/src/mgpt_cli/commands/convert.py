@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from mgpt_cli.options import SetOption
+
 
 def convert(
     src: Annotated[
@@ -23,10 +25,7 @@ def convert(
             help="ours: MiniGPT-4 .pth → safetensors; minigpt4: back (default: from IN's suffix)",
         ),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="override a setting of the preset: section.key=value (repeatable)"),
-    ] = None,
+    set_: SetOption = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite OUT if it exists")] = False,
 ) -> None:
     """Import an original MiniGPT-4 checkpoint into our format, or export ours to MiniGPT-4's layout.

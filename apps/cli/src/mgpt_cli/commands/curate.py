@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mgpt_cli.model_options import (
-    CheckpointOpt,
-    DeviceOpt,
-    MaxNewTokensOpt,
-    NumBeamsOpt,
-    PresetOpt,
-    RepetitionPenaltyOpt,
-    RunOpt,
-    SampleOpt,
-    SetOpt,
-    TemperatureOpt,
-    TopPOpt,
-    decoding_overrides,
-    model_source,
-)
+from mgpt_cli.options import DeviceOption, JsonOption, decoding_flags, model_flags
 
-CURATE_HELP = (
+HELP = (
     "Generate a detailed description of every image with a model (MiniGPT-4's stage-2 data "
     "generation) and write the kept ones as a Flickr30k-format folder.\n\n"
     "Each image gets an instruction from the pool (MiniGPT-4's four stage-2 instructions unless "
@@ -39,12 +25,12 @@ CURATE_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("curate", help=CURATE_HELP)
+    @app.command("curate", help=HELP)
+    @model_flags
+    @decoding_flags
     def curate_command(
         output: Annotated[Path, typer.Option("--output", "-o", help="the folder to write (absent or empty)")],
-        run: RunOpt = None,
-        checkpoint: CheckpointOpt = None,
-        preset: PresetOpt = "default",
+        source: Any, decoding: dict[str, Any],
         data_dir: Annotated[Path | None, typer.Option(
             "--data-dir", help="Flickr30k-format folder to describe (default: the model's data.data_dir)"),
         ] = None,
@@ -63,38 +49,17 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
         seed: Annotated[int, typer.Option("--seed", help="instruction choice and sampling")] = 0,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="replace a non-empty OUTPUT")] = False,
-        device: DeviceOpt = "auto",
-        max_new_tokens: MaxNewTokensOpt = None,
-        num_beams: NumBeamsOpt = None,
-        sample: SampleOpt = None,
-        temperature: TemperatureOpt = None,
-        top_p: TopPOpt = None,
-        repetition_penalty: RepetitionPenaltyOpt = None,
-        as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-        set_: SetOpt = None,
+        device: DeviceOption = "auto",
+        as_json: JsonOption = False,
     ) -> None:
-        """Describe every image with a model, filter, write a Flickr30k-format folder (see CURATE_HELP)."""
         from mgpt_train.curate import CurateOptions, curate
 
-        decoding = decoding_overrides(max_new_tokens=max_new_tokens, num_beams=num_beams, sample=sample,
-                                      temperature=temperature, top_p=top_p,
-                                      repetition_penalty=repetition_penalty)
-        source = model_source(run, checkpoint, preset, set_)
         if source.checkpoint is None:
             typer.echo("note: no checkpoint: descriptions come from the UNTRAINED bridge", err=True)
-        defaults = CurateOptions()
         options = CurateOptions(
-            instructions=tuple(instruction) if instruction else defaults.instructions,
             continue_prompt=continue_prompt, min_tokens=min_tokens, splits=tuple(split) if split else None,
-            max_images=max_images, batch_size=batch_size, seed=seed, decoding=decoding, filter=not no_filter)
+            max_images=max_images, batch_size=batch_size, seed=seed, decoding=decoding, filter=not no_filter,
+            **({"instructions": tuple(instruction)} if instruction else {}))
         summary = curate(source, output, data_dir=data_dir, options=options, device=device,
                          overwrite=overwrite, progress=sys.stderr.isatty())
-        if as_json:
-            typer.echo(json.dumps(summary.as_dict(), indent=2))
-        else:
-            typer.echo(f"kept {summary.kept} of {summary.images} images ({summary.continued} continued); "
-                       f"rejected {summary.rejected or 'none'}")
-            typer.echo(f"  folder: {summary.output_dir}")
-            for name, path in summary.paths.items():
-                if name != "folder":
-                    typer.echo(f"  {name}: {path}")
+        typer.echo(json.dumps(summary.as_dict(), indent=2) if as_json else summary.format())

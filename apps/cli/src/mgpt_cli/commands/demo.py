@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mgpt_cli.model_options import (
-    CheckpointOpt,
-    DeviceOpt,
-    PresetOpt,
-    RunOpt,
-    SetOpt,
-    model_source,
-)
+from mgpt_cli.options import DeviceOption, model_flags
 
-DEMO_HELP = (
+HELP = (
     "Serve the browser demo (gradio) and print its URL; Ctrl-C stops it.\n\n"
     "Upload an image, chat with streamed answers; sliders for beams, temperature, top-p "
     "and max new tokens, a restart button and a checkpoint picker."
@@ -23,29 +16,18 @@ DEMO_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", help=DEMO_HELP)
+    @app.command("demo", help=HELP)
+    @model_flags
     def demo(
-        run: RunOpt = None,
-        checkpoint: CheckpointOpt = None,
-        preset: PresetOpt = "default",
-        host: Annotated[
-            str, typer.Option("--host", help="address to bind (default loopback only; 0.0.0.0 = every one)")
-        ] = "127.0.0.1",
-        port: Annotated[
-            int | None, typer.Option("--port", min=1, max=65535, help="default: first free port from 7860")
-        ] = None,
-        device: DeviceOpt = "auto",
-        set_: SetOpt = None,
+        source: Any,
+        host: Annotated[str, typer.Option(
+            "--host", help="address to bind (default loopback only; 0.0.0.0 = every one)")] = "127.0.0.1",
+        port: Annotated[int | None, typer.Option(
+            "--port", min=1, max=65535, help="default: first free port from 7860")] = None,
+        device: DeviceOption = "auto",
     ) -> None:
-        """Serve the browser demo (gradio) and print its URL; Ctrl-C stops it."""
         from mgpt_train.inference.demo import launch_demo
 
-        source = model_source(run, checkpoint, preset, set_)
         running = launch_demo(source, host=host, port=port, device=device)
-        typer.echo(f"demo running at {running.url}  (Ctrl-C to stop)", err=False)
-        try:
-            running.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            running.close()
+        typer.echo(f"demo running at {running.url}  (Ctrl-C to stop)")
+        running.serve_forever()

@@ -1,6 +1,7 @@
 from .caption import caption_files as caption_files
 from .caption import collect_images as collect_images
 from .chat import ChatSession as ChatSession
+from .chat import run_chat as run_chat
 from .chat import run_terminal_chat as run_terminal_chat
 from .demo import build_demo as build_demo
 from .demo import launch_demo as launch_demo
@@ -10,4 +11,5 @@ from .loading import resolve_device as resolve_device
 from .loading import resolve_source as resolve_source
 from .loading import with_decoding as with_decoding
 from .serve import ServeSettings as ServeSettings
+from .serve import serve_until_stopped as serve_until_stopped
 from .serve import start_server as start_server

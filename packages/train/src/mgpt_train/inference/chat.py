@@ -153,3 +153,22 @@ def _note(stdout: TextIO, stderr: TextIO, as_json: bool, record: dict[str, Any],
     stream = stdout if as_json else stderr
     stream.write((json.dumps(record) if as_json else text) + "\n")
     stream.flush()
+
+
+def run_chat(source: Any, image: Path | str, *, decoding: dict[str, Any] | None = None, device: str = "auto",
+             seed: int | None = None, as_json: bool = False, stdin: TextIO, stdout: TextIO,
+             stderr: TextIO) -> int:
+    """What ``mgpt chat`` runs: build ``source``'s model (a `ModelSource`), decode with MiniGPT-4's demo
+    settings plus ``decoding`` overrides, load ``image``, then `run_terminal_chat` (prompts only when
+    ``stdin`` is a terminal). Returns the number of answered turns."""
+    from mgpt_bridge import GenerationSettings
+    from mgpt_train.inference.loading import InferenceModel, with_decoding
+
+    model = InferenceModel(source, device=device)
+    chosen = with_decoding(GenerationSettings.minigpt4_demo(), **(decoding or {}))
+    session = ChatSession(model, decoding=chosen, seed=seed)
+    session.load_image(image)
+    interactive = stdin.isatty()
+    if interactive:
+        stderr.write(f"chatting about {image} with {model.name} on {model.device}. {COMMANDS_HELP}\n")
+    return run_terminal_chat(session, stdin, stdout, stderr, interactive=interactive, as_json=as_json)

@@ -141,6 +141,15 @@ class RunningDemo:
     def wait(self) -> None:
         self.app.block_thread()
 
+    def serve_forever(self) -> None:
+        """`wait` until Ctrl-C, then `close`."""
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
     def close(self) -> None:
         self.app.close()
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,3 +160,28 @@ def start_server(source: ModelSource, options: ServeSettings | None = None, *,
     logger.info("serving %s (%d replica(s), batches of up to %d) at %s", source.name, options.replicas,
                 options.max_batch_size, url)
     return RunningServer(url)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def serve_until_stopped(source: ModelSource, options: ServeSettings | None = None, *,
+                        decoding: dict[str, Any] | None = None, instruction: str | None = None,
+                        on_ready: Callable[[str], None] | None = None) -> None:
+    """`start_server`, call ``on_ready(url)``, then block until Ctrl-C or SIGTERM; Serve and Ray stop
+    either way (what ``mgpt serve`` runs)."""
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill` stops Serve and Ray too
+    server = None
+    try:
+        server = start_server(source, options, decoding=decoding, instruction=instruction)
+        if on_ready is not None:
+            on_ready(server.url)
+        while True:
+            time.sleep(1)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            server.stop()
