@@ -1,6 +1,6 @@
 """Headless Chromium (Debian's ``chromium`` + ``chromium-driver``) through selenium, for screenshots in tests.
 
-Skips, saying why, when the browser or selenium is absent. Never downloads a driver: the Debian
+Fails, saying what to install, when the browser is absent. Never downloads a driver: the Debian
 chromedriver is given by path, so Selenium Manager stays offline.
 """
 
@@ -21,19 +21,26 @@ def _which(names: tuple[str, ...]) -> str | None:
     return next((path for name in names if (path := shutil.which(name))), None)
 
 
-@contextmanager
-def headless_chromium(width: int = 1400, height: int = 1000) -> Iterator[object]:
-    """A selenium ``webdriver.Chrome`` on headless Chromium; ``pytest.skip`` when either piece is missing."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+def start_chromium(width: int = 1400, height: int = 1000) -> object:
+    """A selenium ``webdriver.Chrome`` on headless Chromium (quit it when done); fails, saying what to
+    install, when the browser or its driver is missing (``.ci/run`` installs both)."""
+    from selenium import webdriver
+
     browser, driver_path = _which(CHROMIUM), _which(CHROMEDRIVER)
     if browser is None or driver_path is None:
-        pytest.skip("headless Chromium needs `apt-get install -y chromium chromium-driver`")
+        pytest.fail("headless Chromium needs `apt-get install -y chromium chromium-driver` (.ci/run does)")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 f"--window-size={width},{height}"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+
+
+@contextmanager
+def headless_chromium(width: int = 1400, height: int = 1000) -> Iterator[object]:
+    """`start_chromium` as a context manager: the browser quits on exit."""
+    driver = start_chromium(width, height)
     try:
         yield driver
     finally:

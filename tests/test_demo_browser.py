@@ -12,40 +12,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from browser import start_chromium
+from processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = shutil.which("uv") or "uv"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver: "
-                    "apt-get install -y chromium chromium-driver (.ci/run does)")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1000"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
 def _toasts(browser) -> list:
@@ -72,14 +55,6 @@ def _start_demo(run_dir: Path, port: int, log_path: Path) -> tuple[subprocess.Po
     pytest.fail(f"mgpt demo printed no URL in 300 s:\n{log_path.read_text()[-5000:]}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
 
 def test_demo_uploads_a_photo_and_streams_an_answer(tiny_run_dir: Path, tmp_path: Path) -> None:
     import skimage.data
@@ -93,7 +68,7 @@ def test_demo_uploads_a_photo_and_streams_an_answer(tiny_run_dir: Path, tmp_path
     port = _free_port()
     proc, url = _start_demo(tiny_run_dir, port, tmp_path / "demo.log")
     assert url == f"http://127.0.0.1:{port}/"  # loopback only unless --host
-    browser = _browser()
+    browser = start_chromium(1280, 1000)
     screenshot = tmp_path / "demo.png"
     try:
         browser.get(url)
@@ -152,6 +127,6 @@ def test_demo_uploads_a_photo_and_streams_an_answer(tiny_run_dir: Path, tmp_path
         if not screenshot.exists():
             browser.save_screenshot(str(screenshot))  # what the page showed when it failed
         browser.quit()
-        _stop(proc)
+        stop(proc)
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = shutil.which("uv") or "uv"
@@ -149,10 +149,5 @@ def test_serve_answers_64_concurrent_requests_and_rejects_garbage(tiny_run_dir: 
         empty = httpx.post(url, content=b"", timeout=60)
         assert empty.status_code == 400 and empty.json()["error"] == "empty_body"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 120)
         log.close()

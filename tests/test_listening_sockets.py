@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "MGPT_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
@@ -129,12 +129,7 @@ def _run_until(args: list[str], ready: str, log: Path, timeout: int = 600) -> Li
         time.sleep(5)
     finally:
         seen = watch.stop()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 120)
     return seen
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mgpt_train.compare import flatten
 from mgpt_train.run_settings import RunSettings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -51,16 +52,6 @@ def test_env_beats_preset_and_overrides_beat_env(monkeypatch: pytest.MonkeyPatch
     assert s.train.max_epoch == 2  # preset over the package default
 
 
-def _flat(data: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 ABLATIONS = {  # each ablation preset is the default run with exactly these settings changed
     "ablation_mlp": {"bridge.projector": "mlp"},
     "ablation_mlp3": {"bridge.projector": "mlp", "bridge.projector_layers": 3},
@@ -77,8 +68,8 @@ def test_every_ablation_preset_is_listed() -> None:
 
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_ablation_changes_only_its_settings(name: str) -> None:
-    default = _flat(RunSettings.load("default", configs_dir=CONFIGS).to_json_dict())
-    ablation = _flat(RunSettings.load(name, configs_dir=CONFIGS).to_json_dict())
+    default = flatten(RunSettings.load("default", configs_dir=CONFIGS).to_json_dict())
+    ablation = flatten(RunSettings.load(name, configs_dir=CONFIGS).to_json_dict())
     changed = {k: v for k, v in ablation.items() if default[k] != v}
     assert changed == ABLATIONS[name]
 
@@ -110,8 +101,8 @@ def test_stage_presets_chain(stage1: str, stage2: str) -> None:
 
 
 def test_default_stage1_is_the_default_model_with_upstreams_stage1_text() -> None:
-    default = _flat(RunSettings.load("default", configs_dir=CONFIGS).to_json_dict())
-    stage1 = _flat(RunSettings.load("default_stage1", configs_dir=CONFIGS).to_json_dict())
+    default = flatten(RunSettings.load("default", configs_dir=CONFIGS).to_json_dict())
+    stage1 = flatten(RunSettings.load("default_stage1", configs_dir=CONFIGS).to_json_dict())
     changed = {k for k, v in stage1.items() if default[k] != v}
     assert changed == {"bridge.template.style", "bridge.template.prompt", "bridge.template.instructions",
                        "bridge.template.end_sym", "bridge.template.max_txt_len", "bridge.template.system",
@@ -126,7 +117,7 @@ def test_ablate_variants_on_default_are_the_ablation_presets(variant: str, prese
 
     made = variant_settings("default", variant)
     listed = RunSettings.load(preset, configs_dir=CONFIGS)
-    differ = {k for k, v in _flat(made.to_json_dict()).items() if _flat(listed.to_json_dict())[k] != v}
+    differ = {k for k, v in flatten(made.to_json_dict()).items() if flatten(listed.to_json_dict())[k] != v}
     # ldp takes the whole grid: num_tokens None (any encoder) where the preset names EfficientNet's 49
     assert differ == ({"vision.num_tokens"} if variant == "ldp" else set())
     summaries = [build_vlm(s.vision, s.bridge, device="meta", meta=True).summary() for s in (made, listed)]

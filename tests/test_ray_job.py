@@ -24,9 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from browser import headless_chromium, screenshot  # noqa: E402
+from browser import headless_chromium, screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")

@@ -19,6 +19,7 @@ plus whitespace normalisation; a kept text says which fixes it got. Pure Python:
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -106,11 +107,11 @@ def _repetition_problem(text: str, found: list[str], rules: FilterRules) -> str 
     if twice:
         return f"sentence repeated {said[twice[0]]} times: {twice[0][:60]!r}"
     run = 1
-    for previous, word in zip(found, found[1:], strict=False):
+    for previous, word in itertools.pairwise(found):
         run = run + 1 if word == previous else 1
         if run >= rules.max_run:
             return f"{word!r} {run} times in a row"
-    trigrams = list(zip(found, found[1:], found[2:], strict=False))
+    trigrams = [tuple(found[i:i + 3]) for i in range(len(found) - 2)]
     if len(found) >= 12 and len(set(trigrams)) < rules.min_distinct_trigrams * len(trigrams):
         return f"{len(set(trigrams))} distinct word trigrams of {len(trigrams)}"
     return None
