@@ -98,8 +98,9 @@ def check_reachable(address: str, *, timeout: float = 3.0) -> None:
     if endpoint is None:
         if address == "auto":
             raise RayUnavailableError(
-                "--address auto: no running Ray cluster found on this machine (start one with "
-                "`ray start --head --node-ip-address 127.0.0.1`, or drop --address to use a private one)")
+                "address 'auto' (--address / train.address): no running Ray cluster found on this machine "
+                "(start one with `ray start --head --node-ip-address 127.0.0.1`, or give no address to use "
+                "a private one)")
         return
     try:
         with socket.create_connection(endpoint, timeout=timeout):
@@ -107,7 +108,8 @@ def check_reachable(address: str, *, timeout: float = 3.0) -> None:
     except OSError as e:
         raise RayUnavailableError(
             f"no Ray cluster answers at {endpoint[0]}:{endpoint[1]} (address {address!r}: "
-            f"{e.strerror or e}); is the head node running? Drop --address for a private local Ray") from e
+            f"{e.strerror or e}); is the head node running? Give no address (--address / train.address) "
+            "for a private local Ray") from e
 
 
 def start_ray(

@@ -21,8 +21,9 @@ class EvalSettings(BaseSettings):
     ``spice_jars`` is a folder holding ``stanford-corenlp-3.6.0.jar`` and
     ``stanford-corenlp-3.6.0-models.jar``; without it SPICE is reported unavailable, never 0.
     ``scale_100`` only affects tables and charts; JSON/CSV files keep the raw 0–1 (CIDEr 0–10) scale.
-    ``checkpoints``: a list of ``all``, ``last``, ``baseline`` or checkpoint names (a comma string such
-    as ``"baseline,epoch_2"`` from the environment or ``--set`` is split into that list).
+    ``checkpoints``: a list of ``all``, ``last``, ``baseline``, checkpoint names or checkpoint folder
+    paths (a comma string such as ``"baseline,epoch_2"`` from the environment or ``--set`` is split
+    into that list).
     """
 
     model_config = SettingsConfigDict(env_prefix="MGPT_EVAL__", env_nested_delimiter="__", extra="forbid")
@@ -65,7 +66,7 @@ class EvalSettings(BaseSettings):
         if isinstance(items, list | tuple):
             items = [str(item).strip() for item in items]
             if not items or not all(items):
-                raise ValueError("checkpoints must be 'all', 'last', 'baseline' or a comma list of names")
+                raise ValueError("checkpoints must be 'all', 'last', 'baseline' or a comma list of names or folders")
         return items
 
     @field_validator("chair_vocabularies")

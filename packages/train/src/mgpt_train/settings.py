@@ -83,7 +83,6 @@ class TrainSettings(BaseSettings):
         None, description="mlflow: a tracking URI (default: a local store RUN_DIR/mlflow/mlflow.db); "
         "tensorboard: the event-file folder (default RUN_DIR/tensorboard); wandb: unused (WANDB_BASE_URL)")
     tracking_project: str = Field("mgpt", min_length=1, description="mlflow experiment / wandb project name")
-    # testing: a worker raises once at this global step (first attempt only, marker file in the run dir)
     resume_from: str | None = Field(
         None, description="with resume: continue from this recorded checkpoint (e.g. epoch_0) instead of the "
         "latest one, whose later checkpoints are then redone; used once, not kept in settings.json")
