@@ -66,7 +66,8 @@ class EvalSettings(BaseSettings):
         if isinstance(items, list | tuple):
             items = [str(item).strip() for item in items]
             if not items or not all(items):
-                raise ValueError("checkpoints must be 'all', 'last', 'baseline' or a comma list of names or folders")
+                raise ValueError("checkpoints must be 'all', 'last', 'baseline' or a comma list of names "
+                                 "or folders")
         return items
 
     @field_validator("chair_vocabularies")
