@@ -230,6 +230,7 @@ def test_tensorboard_event_files_hold_the_run(tracked, tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- retention
+@pytest.mark.slow  # two more runs
 def test_keep_one_checkpoint_then_resume(tracked, make_settings, tmp_path) -> None:
     settings, straight = tracked
     kept = make_settings(tmp_path, eval=EVAL,

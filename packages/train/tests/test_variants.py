@@ -84,6 +84,7 @@ def mlp3_full_ddp(ray_session, make_settings, blip2_standin, tmp_path_factory):
     return settings, out / "ddp"
 
 
+@pytest.mark.slow  # trains its own runs: minutes on 2 cores
 def test_qformer_ldpv2_lora_trains_checkpoints_what_it_trains_and_evaluates(qformer_lora_run) -> None:
     from mgpt_bridge import read_contents
     from mgpt_train.evaluate import evaluate_run
@@ -112,6 +113,7 @@ def _initial(settings) -> dict[str, torch.Tensor]:
     return build_model(settings).trainable_state_dict()
 
 
+@pytest.mark.slow  # trains its own runs: minutes on 2 cores
 def test_the_adapter_folder_of_a_training_checkpoint_loads_with_peft(qformer_lora_run) -> None:
     from peft import PeftModel
 
@@ -131,6 +133,7 @@ def test_the_adapter_folder_of_a_training_checkpoint_loads_with_peft(qformer_lor
     assert torch.allclose(got, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # trains its own runs: minutes on 2 cores
 def test_init_from_with_lr_0_reproduces_the_source_weights_bit_for_bit(
         qformer_lora_run, make_settings, blip2_standin, tmp_path) -> None:
     source_settings, source_dir = qformer_lora_run
@@ -146,6 +149,7 @@ def test_init_from_with_lr_0_reproduces_the_source_weights_bit_for_bit(
     assert str(source_dir / "checkpoints" / "epoch_0") in saved  # the run dir resolved to its checkpoint
 
 
+@pytest.mark.slow  # trains its own runs: minutes on 2 cores
 def test_init_from_a_checkpoint_that_does_not_fit_fails_in_one_line(
         qformer_lora_run, make_settings, tmp_path) -> None:
     _, source_dir = qformer_lora_run
@@ -159,6 +163,7 @@ def test_init_from_a_checkpoint_that_does_not_fit_fails_in_one_line(
     assert not (tmp_path / "mismatch" / "checkpoints").exists()  # refused before Ray started anything
 
 
+@pytest.mark.slow  # trains its own runs: minutes on 2 cores
 def test_mlp3_with_a_fully_tuned_lm_trains_under_ddp(mlp3_full_ddp) -> None:
     settings, run_dir = mlp3_full_ddp
     trainable, state = read_checkpoint_dir(run_dir / "checkpoints" / "epoch_0")
@@ -175,6 +180,7 @@ def _lm_params(settings):
     return list(load_lm(settings.bridge)[0].parameters())
 
 
+@pytest.mark.slow  # trains its own runs: minutes on 2 cores
 def test_fsdp_matches_ddp_and_writes_the_same_checkpoint_files(mlp3_full_ddp, make_settings, blip2_standin,
                                                                 tmp_path) -> None:
     ddp_settings, ddp_dir = mlp3_full_ddp
