@@ -76,7 +76,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     logger.info("worker %d/%d on %s, %d threads, precision %s", rank, world, device,
                 torch.get_num_threads(), precision)
 
-    model = build_model(settings, device=device)
+    model = build_model(settings, device=device, precision=precision)
     features = None
     if config.features_path:
         from mgpt_train.feature_store import FeatureCache, read_features
