@@ -5,11 +5,13 @@
 Builds the preset's model (untrained bridge unless --checkpoint), captions the first N images of the
 eval split greedily with batch 1 and with --batch-size, checks both give the same captions for the
 greedy path (left padding must not change the result beyond numerical noise) and prints the ratio.
+Ends with one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -64,6 +66,14 @@ def main() -> None:
     print(f"batch of {args.batch_size:<4} : {len(images) / t_batched:7.2f} captions/s ({t_batched:.1f} s)")
     print(f"speed-up (batched / one at a time): {t_single / t_batched:.2f}x")
     print(f"identical captions: {same}/{len(images)}")
+    print(json.dumps({
+        "benchmark": "generation_batching", "preset": args.preset, "images": len(images),
+        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+        "threads": torch.get_num_threads(),
+        "captions_per_s_single": round(len(images) / t_single, 2),
+        "captions_per_s_batched": round(len(images) / t_batched, 2),
+        "speedup_batched": round(t_single / t_batched, 2), "identical_captions": same,
+    }))
 
 
 if __name__ == "__main__":

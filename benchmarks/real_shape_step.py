@@ -27,6 +27,7 @@ Seed reference (MiniGPT-4 stage 2, Vicuna-7B, batch 2, fp16 amp, RTX 3090): 0.56
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -289,6 +290,14 @@ def dry_run(args: argparse.Namespace) -> int:
     )
     for peak_name, peak in (("H100 SXM", 989.4), ("RTX 3090", RTX3090_PEAK_TFLOPS)):
         print(f"  at 40% MFU an {peak_name} would take {counted / (0.4 * peak * 1e12):.3f} s/it")
+    print(json.dumps({
+        "benchmark": "real_shape_step", "mode": "dry_run", "preset": args.preset, "batch": batch,
+        "seq_len": seq_len, "analytic_tflop": round(analytic["total"] / 1e12, 3),
+        "counted_tflop": round(counted / 1e12, 3),
+        "counted_vs_analytic": round(counted / analytic["total"], 4),
+        "seed_mfu_rtx3090": [round(counted / hi / (RTX3090_PEAK_TFLOPS * 1e12), 3),
+                             round(counted / lo / (RTX3090_PEAK_TFLOPS * 1e12), 3)],
+    }))
     return 0
 
 
@@ -353,6 +362,13 @@ def gpu_run(args: argparse.Namespace) -> int:
         f"vs seed (RTX 3090, batch 2, fp16 amp): {lo}–{hi} s/it → this GPU is "
         f"{lo / s_it:.2f}–{hi / s_it:.2f}× faster per step; memory {alloc:.1f} GB vs {SEED_MEMORY_GB} GB"
     )
+    print(json.dumps({
+        "benchmark": "real_shape_step", "mode": "gpu", "device": name, "preset": args.preset, "batch": batch,
+        "seq_len": seq_len, "s_per_it": round(s_it, 4), "s_per_it_median": round(med, 4),
+        "counted_tflop": round(counted / 1e12, 3), "tflops": round(counted / s_it / 1e12, 1),
+        "mfu_bf16": round(counted / s_it / (peak * 1e12), 3) if peak else None, "peak_tflops": peak,
+        "max_allocated_gb": round(alloc, 2), "speedup_vs_seed": [round(lo / s_it, 2), round(hi / s_it, 2)],
+    }))
     return 0
 
 
@@ -362,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         return dry_run(args)
     if not torch.cuda.is_available():
         print("no CUDA device: skipped (use --dry-run for the meta build and FLOP arithmetic on CPU)")
+        print(json.dumps({"benchmark": "real_shape_step", "mode": "skipped", "reason": "no CUDA device"}))
         return 0
     return gpu_run(args)
 

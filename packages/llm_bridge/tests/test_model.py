@@ -182,3 +182,31 @@ def test_summary(make_tiny_vlm):
     assert s["encoder"] == "patch" and s["lm"] == "tiny" and s["image_tokens"] == 4 and s["token_dim"] == 24
     assert s["lm_hidden"] == 64 and s["trainable_params"] == 64 * 24 + 64 == s["projector_params"]
     assert s["total_params"] > s["trainable_params"] and s["dtype"] == "float32" and s["encoder_frozen"]
+
+
+@pytest.mark.parametrize("tuning", ["frozen", "lora", "full"])
+def test_answer_loss_equals_hf_full_logits_loss_and_its_gradients(make_tiny_vlm, tuning):
+    """The head over labelled positions only gives HF's ``labels=`` loss, and the same gradients."""
+    from mgpt_bridge.template import build_batch
+
+    model = make_tiny_vlm(tuning=tuning, init_std=0.2)
+    model.train()
+    answers = ["a red square", "two blue circles on the left and more"]
+    rows = model._instructions(None, 2, sample=False)
+    torch.manual_seed(1)  # the same LoRA dropout masks in both passes
+    ours = model(answers=answers, pixels=pixels(2), instructions=rows)
+    ours.loss.backward()
+    ours_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+
+    batch = build_batch(model.tokenizer, model.template, rows, answers, model.num_image_tokens)
+    assert bool((batch["attention_mask"] == 0).any())  # the rows differ in length: padding is tested
+    torch.manual_seed(1)
+    embeds = model.embed_prompt(batch, model.encode_images(pixels(2)))
+    hf = model.lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
+    hf.loss.backward()
+    hf_grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    torch.testing.assert_close(ours.loss, hf.loss, rtol=1e-6, atol=1e-6)
+    assert set(ours_grads) == set(hf_grads) and ours_grads
+    for name, grad in hf_grads.items():
+        torch.testing.assert_close(ours_grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)

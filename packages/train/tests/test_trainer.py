@@ -50,6 +50,23 @@ def test_two_worker_run_writes_checkpoints_and_metrics(straight) -> None:
     assert (run_dir / "settings.json").is_file() and (run_dir / "summary.json").is_file()
 
 
+def test_ray_train_gets_the_controller_settings_and_metrics_carry_cpu_time(straight) -> None:
+    """The driver's environment (`PROCESS_ENV`, `PRIVATE_RAY_ENV` on this private Ray) is what
+    ``trainer.fit`` hands the controller: its 0.25 s poll and no preemption watcher."""
+    import os
+
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate
+
+    from mgpt_data.ray_runtime import PRIVATE_RAY_ENV, PROCESS_ENV
+
+    propagated = get_env_vars_to_propagate()
+    for key in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"):
+        assert key in {**PROCESS_ENV, **PRIVATE_RAY_ENV} and propagated[key] == os.environ[key]
+    _, run_dir, _ = straight
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert all(0 < r["cpu_sec"] and 0 <= r["data_sec"] < r["sec_per_it"] for r in records)
+
+
 def test_metrics_lr_column_is_the_schedule(straight) -> None:
     settings, run_dir, _ = straight
     t = settings.train

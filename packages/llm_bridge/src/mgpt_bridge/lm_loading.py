@@ -160,13 +160,13 @@ def tiny_lm_config(tokenizer: PreTrainedTokenizerBase, hidden: int = 64) -> Llam
     )
 
 
-def _from_config(config, *, meta: bool, seed: int) -> PreTrainedModel:
+def _from_config(config, *, meta: bool, seed: int, attn_implementation: str) -> PreTrainedModel:
     if meta:
         with torch.device("meta"):
-            return AutoModelForCausalLM.from_config(config)
+            return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(config)
+        return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
 
 
 def _int8_kwargs(device: str | torch.device) -> dict:
@@ -185,7 +185,8 @@ def _int8_kwargs(device: str | torch.device) -> dict:
 def _load_pretrained(path: Path, settings: BridgeSettings, device, meta: bool):
     """Model + tokenizer from a local HF dir (weights only when not ``meta``). ``lm_init="random"`` reads
     the dir's config only: weights come from the model's own ``init_weights`` under ``settings.seed``."""
-    kwargs: dict = {"dtype": torch_dtype(settings.lm_dtype), "local_files_only": True}
+    kwargs: dict = {"dtype": torch_dtype(settings.lm_dtype), "local_files_only": True,
+                    "attn_implementation": settings.attn_implementation}
     if settings.load_in_8bit and not meta:
         kwargs.update(_int8_kwargs(device))  # fail before reading anything
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -193,7 +194,8 @@ def _load_pretrained(path: Path, settings: BridgeSettings, device, meta: bool):
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         if not meta:
             logger.info("lm_init=random: %s initialised from its config (seed %d)", path.name, settings.seed)
-        return _from_config(config, meta=meta, seed=settings.seed), tokenizer
+        return _from_config(config, meta=meta, seed=settings.seed,
+                            attn_implementation=settings.attn_implementation), tokenizer
     return AutoModelForCausalLM.from_pretrained(path, **kwargs), tokenizer
 
 
@@ -211,14 +213,17 @@ def load_lm(
         tokenizer = ensure_pad_token(
             AutoTokenizer.from_pretrained(_smollm2_tokenizer_dir(), local_files_only=True)
         )
-        model = _from_config(tiny_lm_config(tokenizer), meta=meta, seed=settings.seed)
+        model = _from_config(tiny_lm_config(tokenizer), meta=meta, seed=settings.seed,
+                             attn_implementation=settings.attn_implementation)
     elif settings.lm_path is not None:
         path = Path(settings.lm_path).expanduser()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"lm_path {path} is not a HF model dir (no config.json)")
         model, tokenizer = _load_pretrained(path, settings, device, meta)
     elif meta:
-        model, tokenizer = _from_config(LlamaConfig(**LLAMA_7B_CONFIG), meta=True, seed=settings.seed), None
+        model = _from_config(LlamaConfig(**LLAMA_7B_CONFIG), meta=True, seed=settings.seed,
+                             attn_implementation=settings.attn_implementation)
+        tokenizer = None
     else:
         raise ValueError("lm='hf' needs lm_path: a local HF dir of the LM (e.g. Vicuna-7B)")
     if tokenizer is not None:

@@ -20,7 +20,7 @@ from .projector import ProjectorSpec, build_projector, projected_tokens
 from .settings import BridgeSettings, GenerationSettings
 from .splice import splice_image_embeds
 from .stopping import EndSymStoppingCriteria, trim_generation
-from .template import PromptTemplate, build_batch, build_generation_prompt
+from .template import IGNORE_INDEX, PromptTemplate, build_batch, build_generation_prompt
 from .tuning import is_frozen
 
 if TYPE_CHECKING:
@@ -159,7 +159,8 @@ class VisionLanguageModel(nn.Module):
     ) -> CausalLMOutputWithPast:
         """Teacher-forced LM loss on ``answers`` (+ end_sym) given the images.
 
-        ``.loss`` is the mean over answer tokens.
+        ``.loss`` is the mean over answer tokens, as HF's ``labels=`` loss; the vocabulary head runs
+        only at the positions that predict a label (`answer_loss`), so ``.logits`` is None.
 
         ``instructions=None`` samples one per row from the template's pool with the model's seeded RNG.
         """
@@ -171,12 +172,11 @@ class VisionLanguageModel(nn.Module):
         batch = build_batch(tokenizer, self.template, rows, answers, self.num_image_tokens)
         device = self.lm.get_input_embeddings().weight.device
         inputs_embeds = self.embed_prompt(batch, image_embeds.to(device))
-        return self.lm(
-            inputs_embeds=inputs_embeds,
-            attention_mask=batch["attention_mask"].to(device),
-            labels=batch["labels"].to(device),
-            return_dict=True,
-        )
+        hidden = self.lm.get_decoder()(
+            inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"].to(device), use_cache=False
+        ).last_hidden_state
+        loss = answer_loss(hidden, batch["labels"].to(device), self.lm.get_output_embeddings())
+        return CausalLMOutputWithPast(loss=loss)
 
     # -- generation ----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -311,6 +311,20 @@ class VisionLanguageModel(nn.Module):
             "projector_dtype": str(next(self.projector.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
         }
+
+
+def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions of ``labels`` [B,L] (-100 elsewhere),
+    the vocabulary ``head`` applied to the hidden states [B,L,H] of those positions only.
+
+    Equal to HF's ``labels=`` loss of a causal LM (logits of every position, fp32 cross-entropy,
+    ``ignore_index=-100``), which runs the head over prompt and padding too: on the default
+    preset ~3/4 of the positions, the step's single largest matmul and its fp32 softmax.
+    """
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = head(hidden[:, :-1][keep])
+    return nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:

@@ -121,6 +121,9 @@ class BridgeSettings(BaseSettings):
     lm_path: Path | None = Field(None, description="local HF model dir (needed for lm='hf', e.g. Vicuna-7B)")
     lm_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     load_in_8bit: bool = Field(False, description="bitsandbytes int8 LM (CUDA only)")
+    attn_implementation: Literal["sdpa", "eager"] = Field(
+        "sdpa", description="the LM's attention kernel (HF attn_implementation); on CPU with prompts of "
+        "~70 tokens eager costs ~1.35x less CPU per step, as close to fp32 (benchmarks/attention_kernel.py)")
     lm_init: Literal["pretrained", "random"] = Field(
         "pretrained",
         description="random: the LM's own architecture and config, weights from its init_weights under "

@@ -1,9 +1,11 @@
 """`train_loop_per_worker`: what every Ray Train worker runs.
 
 Per iteration (one optimizer step = ``grad_accum_steps`` micro-batches of ``batch_size``): set the
-lr from `linear_warmup_cosine_lr`, forward/backward under autocast (DDP syncs on the last
-micro-batch only), optional clipping, AdamW step. Rank 0 appends every iteration to
-``metrics.jsonl``; all ranks ``ray.train.report`` every ``log_every`` iterations and at checkpoints.
+lr from `linear_warmup_cosine_lr`, then `mgpt_train.step.train_step` (forward/backward under
+autocast, DDP syncing on the last micro-batch only, optional clipping, AdamW step). Rank 0 appends
+every iteration to ``metrics.jsonl`` and logs every ``log_every``; all ranks ``ray.train.report``
+at checkpoints only (a report is a barrier across ranks and may wait for the controller's next poll,
+see ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` in `mgpt_data.ray_runtime.PROCESS_ENV`).
 Resume comes from ``ray.train.get_checkpoint()`` and reproduces an uninterrupted run exactly
 (see `mgpt_train.data_order`).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +28,14 @@ from mgpt_train.ingest import check_micro_batch, skip_to
 from mgpt_train.init_from import load_init
 from mgpt_train.loop_config import LoopConfig
 from mgpt_train.metrics_log import MetricsLog
-from mgpt_train.modeling import autocast, build_model
+from mgpt_train.modeling import build_model
 from mgpt_train.optim import build_optimizer
-from mgpt_train.parallel import no_sync, prepare_parallel
+from mgpt_train.parallel import prepare_parallel
 from mgpt_train.run_settings import RunSettings
 from mgpt_train.rundir import METRICS_FILE
 from mgpt_train.schedule import linear_warmup_cosine_lr
 from mgpt_train.settings import resolve_precision
+from mgpt_train.step import train_step
 from mgpt_train.train_state import Position, restore, save_and_report
 
 logger = logging.getLogger(__name__)
@@ -73,7 +76,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     logger.info("worker %d/%d on %s, %d threads, precision %s", rank, world, device,
                 torch.get_num_threads(), precision)
 
-    model = build_model(settings, device=device)
+    model = build_model(settings, device=device, precision=precision)
     features = None
     if config.features_path:
         from mgpt_train.feature_store import FeatureCache, read_features
@@ -98,7 +101,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     metrics_log = MetricsLog(run_dir / METRICS_FILE) if rank == 0 else None
     if metrics_log is not None:
         metrics_log.truncate_after(position.global_step)
-    trainable = [p for p in model.parameters() if p.requires_grad]
     settings_json = config.settings
     ddp.train()
     shard = ray.train.get_dataset_shard("train")
@@ -109,48 +111,33 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         logger.warning("skipped %d planned micro-batches before epoch %d step %d", skipped, position.epoch,
                        position.step)
 
+    def micro_batch(epoch: int, step: int, micro: int) -> tuple[dict[str, Any], bool]:
+        """The model inputs of micro-batch ``micro`` of iteration ``step``: the shard's next batch."""
+        nonlocal pending
+        rows = pending if pending is not None else next(batches, None)
+        pending = None
+        if rows is None:
+            raise RuntimeError(f"the training plan ended before epoch {epoch} step {step}")
+        check_micro_batch(rows, epoch, step, micro)
+        return model_inputs(rows, instructions=instructions, spec=config.preprocess_spec, features=features)
+
     for epoch in range(position.epoch, ts.max_epoch):
         first_step = position.step if epoch == position.epoch else 0
         for step in range(first_step, iters):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             lr = linear_warmup_cosine_lr(epoch, step, iters, ts.max_epoch, ts.init_lr, ts.min_lr,
                                          ts.warmup_lr, ts.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            data_sec = 0.0
-            loss_sum = torch.zeros((), dtype=torch.float32)
             global_step = position.global_step + 1
-            for micro in range(ts.grad_accum_steps):
-                td = time.perf_counter()
-                rows = pending if pending is not None else next(batches, None)
-                pending = None
-                if rows is None:
-                    raise RuntimeError(f"the training plan ended before epoch {epoch} step {step}")
-                check_micro_batch(rows, epoch, step, micro)
-                batch, empty = model_inputs(rows, instructions=instructions, spec=config.preprocess_spec,
-                                            features=features)
-                for key in ("features", "pixels"):
-                    if key in batch:
-                        batch[key] = batch[key].to(device)
-                data_sec += time.perf_counter() - td
-                last = micro == ts.grad_accum_steps - 1
-                sync = nullcontext() if last or world == 1 else no_sync(ddp)
-                with sync:
-                    with autocast(precision, device.type):
-                        loss = ddp(**batch).loss
-                    weight = 0.0 if empty else 1.0 / ts.grad_accum_steps  # all images failed: a no-op step
-                    scaler.scale(loss.float() * weight).backward()
-                loss_sum += loss.detach().float().cpu()
-            if ts.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable, ts.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            result = train_step(ddp, optimizer, scaler, partial(micro_batch, epoch, step),
+                                grad_accum_steps=ts.grad_accum_steps, precision=precision, device=device,
+                                grad_clip=ts.grad_clip, world_size=world)
             position = Position(epoch, step + 1, global_step)
-            loss_value = _all_mean(loss_sum / ts.grad_accum_steps, world)
+            loss_value = _all_mean(result.loss, world)
             record = {"epoch": epoch, "step": step, "global_step": global_step, "loss": loss_value, "lr": lr,
-                      "sec_per_it": time.perf_counter() - t0, "data_sec": data_sec, "time": time.time()}
+                      "sec_per_it": time.perf_counter() - t0, "data_sec": result.data_sec,
+                      "cpu_sec": time.process_time() - cpu0, "time": time.time()}
             if metrics_log is not None:
                 metrics_log.append(record)
             maybe_fail(ts.fail_at_step, global_step, run_dir, rank)
@@ -166,11 +153,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 save_and_report(metrics=metrics, dir_name=ckpt_name, run_dir=run_dir, model=model,
                                 optimizer=optimizer, scaler=scaler, position=position.normalised(iters),
                                 iters_per_epoch=iters, settings=settings_json, rank=rank, world_size=world)
-            elif global_step % ts.log_every == 0:
-                ray.train.report(metrics)
             if global_step % ts.log_every == 0 and rank == 0:
                 logger.info("epoch %d step %d/%d loss %.4f lr %.3g %.2f s/it (data %.2f s) mem %.0f MB",
-                            epoch, step + 1, iters, loss_value, lr, record["sec_per_it"], data_sec,
+                            epoch, step + 1, iters, loss_value, lr, record["sec_per_it"], result.data_sec,
                             metrics["max_memory_mb"])
             if stop:
                 logger.info("stopping at global step %d (train.stop_at_step)", global_step)

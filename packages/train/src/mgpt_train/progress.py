@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -18,24 +19,42 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
+#: Bytes read from the end of the file: many records (~250 B each), never the whole file.
+TAIL_BYTES = 4096
+
 
 def _last_record(path: Path) -> dict | None:
+    """The last complete record, read from the file's tail (None when there is none yet)."""
     try:
         with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
             lines = f.read().splitlines()
     except FileNotFoundError:
         return None
     for line in reversed(lines):
         try:
-            return json.loads(line)
-        except json.JSONDecodeError:  # a line being written
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line being written, or the cut first line of the tail
             continue
+        if isinstance(record, dict):
+            return record
     return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return -1
 
 
 class MetricsProgress:
     """Context manager: polls ``path`` every ``interval`` s and shows global step, loss and lr
-    (a bar on a terminal, else a log line every ``log_seconds``; ``tty`` None = ask stderr)."""
+    (a bar on a terminal, else a log line every ``log_seconds``; ``tty`` None = ask stderr).
+
+    A bar's poll is one ``stat``: the file's tail is read only when its size changed.
+    """
 
     def __init__(self, path: Path, *, total: int, enabled: bool = True, interval: float = 1.0,
                  log_seconds: float = 30.0, tty: bool | None = None) -> None:
@@ -50,6 +69,7 @@ class MetricsProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bar: tqdm | None = None
+        self._seen_size = -1
 
     def _log_line(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -70,9 +90,13 @@ class MetricsProgress:
         if self.enabled and not self.tty:
             self._log_line()
             return
-        record = _last_record(self.path)
-        if record is None or self._bar is None:
+        size = _size(self.path)
+        if size == self._seen_size or self._bar is None:
             return
+        record = _last_record(self.path)
+        if record is None:
+            return
+        self._seen_size = size
         self._bar.n = int(record["global_step"])
         self._bar.set_postfix(epoch=record["epoch"], loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                               refresh=False)

@@ -7,7 +7,9 @@ Layout of ``RUN_DIR = <output_dir>/<run_name>/``::
                              the feature-cache file used (features live in the shared cache,
                              ``$MGPT_CACHE_DIR/features/``, keyed by the encoder's fingerprint)
     metrics.jsonl            one JSON line per iteration (rank 0): epoch, step, global_step, loss,
-                             lr, sec_per_it, data_sec; cut back on resume, so never duplicated
+                             lr, sec_per_it, data_sec, cpu_sec (rank 0's CPU seconds: below
+                             sec_per_it x threads, the worker waited for a core), time; cut back on
+                             resume, so never duplicated
     rejects.jsonl            inputs that could not be used, with a reason (CSV rows, images)
     checkpoints/             Ray Train's experiment folder: RunConfig(storage_path=RUN_DIR,
                              name="checkpoints")

@@ -69,7 +69,7 @@ class TrainSettings(BaseSettings):
     keep_checkpoints: int | None = Field(
         None, ge=1, description="keep only the latest N checkpoints (Ray CheckpointConfig.num_to_keep); "
         "None = keep all. Evaluation afterwards sees only the kept ones")
-    log_every: int = Field(10, ge=1)
+    log_every: int = Field(10, ge=1, description="rank 0 logs every N iterations (metrics.jsonl has all)")
     output_dir: Path | None = Field(
         None, description="parent of run folders; None = runs/ (inside a Ray job: ~/mgpt-runs, since the "
         "job's working dir is a temporary copy Ray deletes)")
