@@ -76,7 +76,7 @@ def run_ablation(
 
     from mgpt_train.compare import compare_runs
     from mgpt_train.run import train_run
-    from mgpt_train.rundir import EVAL_DIR
+    from mgpt_train.rundir import EVAL_DIR, resolve_output_dir
 
     names = list(variants or ABLATION_VARIANTS)
     unknown = [v for v in names if v not in ABLATION_VARIANTS]
@@ -85,9 +85,8 @@ def run_ablation(
     # every variant's settings are validated before the first run starts
     planned = {v: variant_settings(preset, v, steps=steps, overrides=overrides) for v in names}
     first = next(iter(planned.values()))
-    default_root = first.train.output_dir / f"ablation-{Path(preset).stem}"
-    root = Path(output_dir) if output_dir is not None else default_root
-    root = root.expanduser().resolve()
+    root = (Path(output_dir).expanduser().resolve() if output_dir is not None
+            else resolve_output_dir(first.train.output_dir) / f"ablation-{Path(preset).stem}")
     runs: dict[str, Path] = {}
     with tqdm(total=len(names), desc="ablation", unit="run", disable=not progress, position=0) as bar:
         for variant, settings in planned.items():
