@@ -16,11 +16,12 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from mgpt_vision import count_parameters
 
 from .contents import describe_trainable
+from .loss import answer_loss
 from .projector import ProjectorSpec, build_projector, projected_tokens
 from .settings import BridgeSettings, GenerationSettings
 from .splice import splice_image_embeds
 from .stopping import EndSymStoppingCriteria, trim_generation
-from .template import IGNORE_INDEX, PromptTemplate, build_batch, build_generation_prompt
+from .template import PromptTemplate, build_batch, build_generation_prompt
 from .tuning import is_frozen
 
 if TYPE_CHECKING:
@@ -311,20 +312,6 @@ class VisionLanguageModel(nn.Module):
             "projector_dtype": str(next(self.projector.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
         }
-
-
-def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled positions of ``labels`` [B,L] (-100 elsewhere),
-    the vocabulary ``head`` applied to the hidden states [B,L,H] of those positions only.
-
-    Equal to HF's ``labels=`` loss of a causal LM (logits of every position, fp32 cross-entropy,
-    ``ignore_index=-100``), which runs the head over prompt and padding too: on the default
-    preset ~3/4 of the positions, the step's single largest matmul and its fp32 softmax.
-    """
-    targets = labels[:, 1:]
-    keep = targets != IGNORE_INDEX
-    logits = head(hidden[:, :-1][keep])
-    return nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
