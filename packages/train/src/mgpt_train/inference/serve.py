@@ -5,7 +5,8 @@
 requests the replica captioned together); an empty, too large or undecodable body gets a 4xx with
 ``{"error", "detail"}``. ``GET <route>`` describes the model. Requests that arrive within
 ``batch_wait_timeout_s`` of each other are captioned in one ``generate`` call of up to
-``max_batch_size`` images. The HTTP proxy binds 127.0.0.1 unless ``host`` says otherwise. Needs the
+``max_batch_size`` images. The HTTP proxy binds 127.0.0.1 unless ``host`` says otherwise, and each
+replica's internal gRPC server its Ray node's address (`bind_replica_grpc_to_node_address`). Needs the
 ``serve`` extra (``mgpt-train[serve]``: ``ray[serve]``).
 """
 
@@ -61,6 +62,7 @@ class CaptionDeployment:
         from mgpt_train.run_settings import RunSettings
 
         self.options = ServeSettings(**serve_settings)
+        bind_replica_grpc_to_node_address()
         if self.options.threads_per_replica:
             torch.set_num_threads(self.options.threads_per_replica)
         source = ModelSource(RunSettings.from_json_dict(settings),
@@ -107,6 +109,33 @@ class CaptionDeployment:
         except ImageDecodeError as e:
             return _error(400, e.reason, f"the upload is not an image PIL can decode: {e.detail}")
         return JSONResponse(await self.caption_batch(image))
+
+
+def bind_replica_grpc_to_node_address() -> None:
+    """Make this replica's inter-deployment gRPC server listen on its Ray node's address, not ``[::]``.
+
+    Ray Serve 2.60 starts it, after the deployment's constructor, with a hard-coded ``"[::]:0"``
+    (``ray/serve/_private/replica.py``, ``_on_initialized``), so every replica of a private 127.0.0.1
+    Ray listened on all interfaces. Its callers dial ``node_ip:port`` (``RunningReplicaInfo.node_ip``),
+    so the node's own address is all they need: 127.0.0.1 locally, the node's IP in a cluster. Called
+    from the constructor, in the replica process; a Ray without that seam is left as it is.
+    """
+    import ray
+    from ray.serve._private import replica
+
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "mgpt_bound", False):
+        return
+    host = ray.util.get_node_ip_address()
+    host = f"[{host}]" if ":" in host else host
+
+    def add_port(server: Any, address: str) -> int:
+        if address.startswith("[::]:"):
+            address = f"{host}:{address.rsplit(':', 1)[1]}"
+        return original(server, address)
+
+    add_port.mgpt_bound = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = add_port
 
 
 def _error(status: int, reason: str, detail: str) -> Any:
