@@ -58,3 +58,21 @@ def test_the_checkpoint_room_check_refuses_a_disk_too_small_for_the_run(tiny_run
     with pytest.raises(OutputNotWritableError,
                        match=r"has [78]\.\d\d MiB free, 2 checkpoints of ~15\.38 MiB need about 46\.15 MiB"):
         check_room_for_checkpoints(settings, small, 1_000_000, n_rows=20)
+
+
+def test_a_full_disk_inside_ray_trains_checkpoint_copy_becomes_one_line(tmp_path: Path) -> None:
+    """Ray Train uploads a checkpoint with ``shutil.copytree``: a full disk reaches the driver as a
+    `shutil.Error` listing ``(src, dst, why)`` strings, not as an OSError with an errno."""
+    import shutil
+
+    from mgpt_train.output_checks import output_write_error
+
+    dst = str(tmp_path / "checkpoints" / ".epoch_1.tmp-x" / "train_state.pt")
+    copy = shutil.Error([("/tmp/a/settings.json", dst + "x", "ok"),
+                         ("/tmp/a/train_state.pt", dst, f"[Errno 28] No space left on device: '{dst}'")])
+    wrapped = RuntimeError("worker failed")
+    wrapped.__cause__ = copy
+    error = output_write_error(wrapped, tmp_path)
+    assert str(error) == (f"training stopped: writing {dst} failed: No space left on device; no checkpoint "
+                          "was written")
+    assert output_write_error(shutil.Error([("a", "b", "[Errno 2] No such file")]), tmp_path) is None

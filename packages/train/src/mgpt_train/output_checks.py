@@ -34,8 +34,6 @@ def check_room_for_checkpoints(settings: RunSettings, run_dir: Path, n_trainable
 def output_write_error(error: Exception, run_dir: Path) -> OutputNotWritableError | None:
     """A one-line `OutputNotWritableError` when a worker failed because the disk was full, over quota or
     read-only (the checkpoints written before are intact and resumable); else None."""
-    import errno
-
     from mgpt_train.checkpointing import latest_checkpoint_dir
 
     seen, todo = set(), list(getattr(error, "worker_failures", {}).values()) + [error]
@@ -44,11 +42,33 @@ def output_write_error(error: Exception, run_dir: Path) -> OutputNotWritableErro
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        found = _no_room(e)
+        if found is not None:
             latest = latest_checkpoint_dir(run_dir)
             keep = (f"the last checkpoint, {latest.name}, is intact: make room and continue with "
                     f"--resume {run_dir}" if latest else "no checkpoint was written")
-            return OutputNotWritableError(f"training stopped: writing {e.filename or run_dir} failed: "
-                                          f"{e.strerror}; {keep}")
+            filename, strerror = found
+            return OutputNotWritableError(f"training stopped: writing {filename or run_dir} failed: "
+                                          f"{strerror}; {keep}")
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    return None
+
+
+def _no_room(e: BaseException) -> tuple[str | None, str] | None:
+    """``(file, reason)`` when ``e`` is a full / over-quota / read-only disk: an `OSError` with that errno,
+    or the `shutil.Error` of a ``copytree`` (Ray Train's checkpoint upload) listing such failures."""
+    import errno
+    import os
+    import shutil
+
+    codes = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list):
+        for entry in e.args[0]:
+            if isinstance(entry, tuple) and len(entry) == 3:
+                for code in codes:
+                    if f"[Errno {code}]" in str(entry[2]):
+                        return str(entry[1]), os.strerror(code)
+        return None
+    if isinstance(e, OSError) and e.errno in codes:
+        return e.filename, e.strerror or os.strerror(e.errno)
     return None
