@@ -12,7 +12,16 @@ import pytest
 import torch
 
 from mgpt_train.data_order import epoch_plan
-from mgpt_train.ingest import PlanSpec, RankShards, TrainPlan, check_micro_batch, latest_position, skip_to
+from mgpt_train.ingest import (
+    PlanSpec,
+    RankShards,
+    TrainPlan,
+    check_micro_batch,
+    expand_epochs,
+    latest_position,
+    plan_items,
+    skip_to,
+)
 from mgpt_train.train_state import Position
 
 ROWS = pa.table({"image_id": [f"i{k}" for k in range(11)], "path": [f"/x/{k}.jpg" for k in range(11)],
@@ -83,3 +92,25 @@ def test_micro_batch_checks_and_skipping() -> None:
     batches = iter([{"epoch": np.array([0]), "step": np.array([s])} for s in range(4)])
     first, skipped = skip_to(batches, Position(0, 2, 2))
     assert int(first["step"][0]) == 2 and skipped == 2 and int(next(batches)["step"][0]) == 3
+
+
+def test_plan_blocks_are_whole_iterations_that_tile_each_epoch_from_the_start(monkeypatch) -> None:
+    monkeypatch.setattr("mgpt_train.ingest.BLOCK_ROWS", 16)  # 8 samples per iteration: 2 per block
+    items = plan_items(SPEC, Position(0, 1, 1))
+    assert [(i["epoch"], i["first_step"], i["stop_step"]) for i in items] == [(0, 1, 3), (1, 0, 2), (1, 2, 3)]
+    whole = epoch_plan(ROWS.num_rows, seed=SPEC.seed, epoch=1, first_step=0, iters_per_epoch=3,
+                       grad_accum_steps=2, batch_size=2, world_size=2, n_instructions=3)
+    parts = [expand_epochs({"epoch": np.array([1]), "first_step": np.array([s]), "stop_step": np.array([e])},
+                           ROWS, SPEC) for s, e in ((0, 2), (2, 3))]
+    assert pa.concat_tables(parts)["instruction"].to_pylist() == whole["instruction"].tolist()
+    assert pa.concat_tables(parts)["image_id"].to_pylist() == [f"i{r}" for r in whole["row"]]
+
+
+@pytest.mark.ray
+def test_a_plan_of_many_blocks_gives_each_rank_the_same_samples(ray_session, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    monkeypatch.setattr("mgpt_train.ingest.BLOCK_ROWS", 8)  # one block per iteration: 6 blocks
+    plan = TrainPlan(ROWS, SPEC, tmp_path)
+    assert plan().materialize().num_blocks() == SPEC.max_epoch * SPEC.iters_per_epoch
+    for rank in range(SPEC.world_size):
+        assert _shard_rows(plan, rank) == _planned(rank)

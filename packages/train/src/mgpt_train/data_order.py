@@ -59,9 +59,10 @@ def instruction_indices(seed: int, global_step: int, sample_ids: list[int], n_in
 
 def epoch_plan(
     n_rows: int, *, seed: int, epoch: int, first_step: int, iters_per_epoch: int, grad_accum_steps: int,
-    batch_size: int, world_size: int, n_instructions: int,
+    batch_size: int, world_size: int, n_instructions: int, stop_step: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every sample of ``epoch`` from iteration ``first_step`` on, in training order, as columns.
+    """Every sample of ``epoch`` from iteration ``first_step`` up to ``stop_step`` (default: the epoch's
+    end), in training order, as columns.
 
     Row ``k`` of the result is sample ``k`` of the stream: iteration ``step``, micro-batch ``micro``,
     rank ``rank``, position in the rank's micro-batch ``slot``; ``row`` indexes the sorted row table
@@ -69,7 +70,8 @@ def epoch_plan(
     per micro-batch (tested), computed with one permutation per pass instead of one per call.
     """
     per_step = batch_size * world_size
-    first_micro, n_micro = first_step * grad_accum_steps, iters_per_epoch * grad_accum_steps
+    stop = iters_per_epoch if stop_step is None else min(stop_step, iters_per_epoch)
+    first_micro, n_micro = first_step * grad_accum_steps, stop * grad_accum_steps
     position = np.arange(first_micro * per_step, n_micro * per_step, dtype=np.int64)
     pass_index, offset = np.divmod(position, n_rows)
     row = np.empty_like(position)
