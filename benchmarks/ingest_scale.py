@@ -131,7 +131,8 @@ def ray_data_rate(data_dir: Path, batch_size: int, passes: int) -> float:
     from mgpt_data.ray_runtime import start_ray
     from mgpt_train.collate import sort_rows
     from mgpt_train.driver_data import read_split_rows
-    from mgpt_train.ingest import PixelStage, PlanSpec, RankShards, TrainPlan
+    from mgpt_train.ingest import PixelStage, RankShards, TrainPlan
+    from mgpt_train.plan import PlanSpec
     from mgpt_train.run_settings import RunSettings
     from mgpt_vision import VisionSettings, build_encoder
 

@@ -9,7 +9,7 @@ In one run:
 2. the preset's real training step, built as ``train`` builds it (`prepare_run` → the feature
    cache and the training plan, `build_model(precision=)`, `collate.model_inputs`, `train_step`
    under the run's precision), in this process with all threads (``--threads``) on the micro-batches
-   rank 0 of the Ray run gets (the plan's rows, expanded here with `ingest.expand_epochs`);
+   rank 0 of the Ray run gets (the plan's rows, expanded here with `plan.expand_epochs`);
 3. the same through ``fit`` (a TorchTrainer of ``train.workers`` workers, ``threads_per_worker``
    threads each, reading the plan through Ray Data; ``metrics.jsonl``'s in-loop ``sec_per_it``);
 4. model FLOPs of exactly those batches with ``torch.utils.flop_counter.FlopCounterMode``
@@ -85,7 +85,7 @@ class PlanBatches:
         import numpy as np
 
         from mgpt_train.feature_store import FeatureCache, read_features
-        from mgpt_train.ingest import expand_epochs
+        from mgpt_train.plan import expand_epochs
 
         table = expand_epochs({"epoch": np.asarray([0]), "first_step": np.asarray([0])}, plan.rows, plan.spec)
         self.columns = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}

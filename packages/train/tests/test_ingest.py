@@ -12,16 +12,8 @@ import pytest
 import torch
 
 from mgpt_train.data_order import epoch_plan
-from mgpt_train.ingest import (
-    PlanSpec,
-    RankShards,
-    TrainPlan,
-    check_micro_batch,
-    expand_epochs,
-    latest_position,
-    plan_items,
-    skip_to,
-)
+from mgpt_train.ingest import RankShards, TrainPlan, check_micro_batch, latest_position, skip_to
+from mgpt_train.plan import PlanSpec, expand_epochs, plan_items
 from mgpt_train.train_state import Position
 
 ROWS = pa.table({"image_id": [f"i{k}" for k in range(11)], "path": [f"/x/{k}.jpg" for k in range(11)],
@@ -95,8 +87,8 @@ def test_micro_batch_checks_and_skipping() -> None:
 
 
 def test_plan_blocks_are_whole_iterations_that_tile_each_epoch_from_the_start(monkeypatch) -> None:
-    monkeypatch.setattr("mgpt_train.ingest.BLOCK_ROWS", 16)  # 8 samples per iteration: 2 per block
-    items = plan_items(SPEC, Position(0, 1, 1))
+    monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 16)  # 8 samples per iteration: 2 per block
+    items = plan_items(SPEC, 0, 1)
     assert [(i["epoch"], i["first_step"], i["stop_step"]) for i in items] == [(0, 1, 3), (1, 0, 2), (1, 2, 3)]
     whole = epoch_plan(ROWS.num_rows, seed=SPEC.seed, epoch=1, first_step=0, iters_per_epoch=3,
                        grad_accum_steps=2, batch_size=2, world_size=2, n_instructions=3)
@@ -109,8 +101,20 @@ def test_plan_blocks_are_whole_iterations_that_tile_each_epoch_from_the_start(mo
 @pytest.mark.ray
 def test_a_plan_of_many_blocks_gives_each_rank_the_same_samples(ray_session, tmp_path: Path,
                                                                 monkeypatch) -> None:
-    monkeypatch.setattr("mgpt_train.ingest.BLOCK_ROWS", 8)  # one block per iteration: 6 blocks
+    monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 8)  # one block per iteration: 6 blocks
     plan = TrainPlan(ROWS, SPEC, tmp_path)
     assert plan().materialize().num_blocks() == SPEC.max_epoch * SPEC.iters_per_epoch
     for rank in range(SPEC.world_size):
         assert _shard_rows(plan, rank) == _planned(rank)
+
+
+def test_a_plan_task_imports_neither_torch_nor_ray_train() -> None:
+    """What a fresh Ray worker imports to run a plan task (the UDF and its spec, pickled by reference)."""
+    import subprocess
+    import sys
+
+    code = ("import pickle, sys; from mgpt_train.plan import PlanSpec, expand_epochs; "
+            "pickle.loads(pickle.dumps((expand_epochs, PlanSpec(0, 1, 1, 1, 1, 1, 1)))); "
+            "print(sorted(m for m in ('torch', 'ray.train', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out

@@ -102,8 +102,9 @@ def prepare_run(
 
     from mgpt_train.collate import sort_rows
     from mgpt_train.driver_data import ensure_dataset, read_split_rows
-    from mgpt_train.ingest import PixelStage, PlanSpec, TrainPlan
+    from mgpt_train.ingest import PixelStage, TrainPlan
     from mgpt_train.modeling import features_cacheable
+    from mgpt_train.plan import PlanSpec
 
     ts = settings.train
     rejects = None if resume else run_dir / REJECTS_FILE  # a resumed run keeps its first rejects report

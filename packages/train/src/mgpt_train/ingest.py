@@ -8,7 +8,7 @@ Ray decide the order; it *plans* it:
    it at every worker-group start (the first, and each restart after a failure). It reads where the
    run stands — the latest checkpoint Ray recorded (``checkpoint_manager_snapshot.json``) — and
    returns a Dataset with one row per sample still to train, in training order: each block of about
-   `BLOCK_ROWS` samples (a run of whole iterations) is one Ray task expanding its slice of
+   `plan.BLOCK_ROWS` samples (a run of whole iterations) is one Ray task expanding its slice of
    `data_order.epoch_plan` (a pure function of seed, epoch and the sorted row table) into columns
    ``epoch, step, micro, rank, slot, global_step, instruction`` plus the
    row's ``image_id, path, caption`` (and ``content_hash`` with the feature cache). Nothing is read
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray.train
 
-from mgpt_train.data_order import epoch_plan
+from mgpt_train.plan import PLAN_TASK_CPUS, PlanSpec, expand_epochs, plan_items
 from mgpt_train.train_state import Position
 
 if TYPE_CHECKING:
@@ -45,39 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PLAN_TASK_CPUS = 0.25  # expanding a plan block, or filtering it, is integer arithmetic
 ROW_COLUMNS = ("image_id", "path", "caption")
-BLOCK_ROWS = 64  # plan rows per block (rounded to whole iterations): the unit of decode parallelism
-
-
-@dataclass(frozen=True)
-class PlanSpec:
-    """What the order of samples is a pure function of (besides the sorted row table)."""
-
-    seed: int
-    batch_size: int
-    grad_accum_steps: int
-    world_size: int
-    iters_per_epoch: int
-    max_epoch: int
-    n_instructions: int
-
-
-def expand_epochs(batch: dict[str, np.ndarray], rows: pa.Table, spec: PlanSpec) -> pa.Table:
-    """Ray Data UDF: ``{epoch, first_step[, stop_step]}`` items → the plan rows of those iterations (all
-    ranks); without ``stop_step`` an item runs to the end of its epoch."""
-    import pyarrow as pa
-
-    tables = []
-    stops = batch.get("stop_step", [None] * len(batch["epoch"]))
-    for epoch, first_step, stop in zip(batch["epoch"], batch["first_step"], stops, strict=True):
-        cols = epoch_plan(rows.num_rows, seed=spec.seed, epoch=int(epoch), first_step=int(first_step),
-                          iters_per_epoch=spec.iters_per_epoch, grad_accum_steps=spec.grad_accum_steps,
-                          batch_size=spec.batch_size, world_size=spec.world_size,
-                          n_instructions=spec.n_instructions, stop_step=None if stop is None else int(stop))
-        picked = rows.take(pa.array(cols.pop("row")))
-        tables.append(pa.Table.from_pydict({**cols, **{c: picked[c] for c in picked.column_names}}))
-    return pa.concat_tables(tables) if tables else pa.table({})
 
 
 class TrainPlan:
@@ -99,7 +67,7 @@ class TrainPlan:
         import ray.data
 
         start = self.start()
-        items = plan_items(self.spec, start)
+        items = plan_items(self.spec, start.epoch, start.step)
         logger.info("training plan from epoch %d step %d (%d blocks to expand)", start.epoch, start.step,
                     len(items))
         empty = {"epoch": self.spec.max_epoch, "first_step": 0, "stop_step": 0}
@@ -107,15 +75,6 @@ class TrainPlan:
         plan = source.map_batches(expand_epochs, batch_size=1, batch_format="numpy", num_cpus=PLAN_TASK_CPUS,
                                   fn_kwargs={"rows": self.rows, "spec": self.spec})
         return plan if items else plan.limit(0)
-
-
-def plan_items(spec: PlanSpec, start: Position) -> list[dict[str, int]]:
-    """The plan's blocks from ``start`` on: runs of whole iterations of about `BLOCK_ROWS` samples."""
-    per_step = spec.batch_size * spec.world_size * spec.grad_accum_steps
-    steps = max(1, BLOCK_ROWS // per_step)
-    return [{"epoch": e, "first_step": s, "stop_step": min(s + steps, spec.iters_per_epoch)}
-            for e in range(start.epoch, spec.max_epoch)
-            for s in range(start.step if e == start.epoch else 0, spec.iters_per_epoch, steps)]
 
 
 class RankShards(ray.train.DataConfig):

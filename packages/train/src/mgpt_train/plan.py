@@ -1,0 +1,62 @@
+"""The training plan's Ray Data UDF and its blocks: what each plan task runs, kept light.
+
+A plan task's process imports only this module (numpy, pyarrow and `mgpt_train.data_order`), never
+torch or Ray Train: when the UDF lived beside `TrainPlan` (`mgpt_train.ingest`), every fresh Ray
+worker running it imported torch and Ray Train first (~6 s of CPU each), and on 2 cores the first
+batch of the main job waited ~55 s for the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mgpt_train.data_order import epoch_plan
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+PLAN_TASK_CPUS = 0.25  # expanding a plan block, or filtering it, is integer arithmetic
+BLOCK_ROWS = 64  # plan rows per block (rounded to whole iterations): the unit of decode parallelism
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """What the order of samples is a pure function of (besides the sorted row table)."""
+
+    seed: int
+    batch_size: int
+    grad_accum_steps: int
+    world_size: int
+    iters_per_epoch: int
+    max_epoch: int
+    n_instructions: int
+
+
+def expand_epochs(batch: dict[str, np.ndarray], rows: pa.Table, spec: PlanSpec) -> pa.Table:
+    """Ray Data UDF: ``{epoch, first_step[, stop_step]}`` items → the plan rows of those iterations (all
+    ranks); without ``stop_step`` an item runs to the end of its epoch."""
+    import pyarrow as pa
+
+    tables = []
+    stops = batch.get("stop_step", [None] * len(batch["epoch"]))
+    for epoch, first_step, stop in zip(batch["epoch"], batch["first_step"], stops, strict=True):
+        cols = epoch_plan(rows.num_rows, seed=spec.seed, epoch=int(epoch), first_step=int(first_step),
+                          iters_per_epoch=spec.iters_per_epoch, grad_accum_steps=spec.grad_accum_steps,
+                          batch_size=spec.batch_size, world_size=spec.world_size,
+                          n_instructions=spec.n_instructions, stop_step=None if stop is None else int(stop))
+        picked = rows.take(pa.array(cols.pop("row")))
+        tables.append(pa.Table.from_pydict({**cols, **{c: picked[c] for c in picked.column_names}}))
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def plan_items(spec: PlanSpec, epoch: int, step: int) -> list[dict[str, int]]:
+    """The plan's blocks from iteration ``step`` of ``epoch`` on: runs of whole iterations of about
+    `BLOCK_ROWS` samples, one Ray task each."""
+    per_step = spec.batch_size * spec.world_size * spec.grad_accum_steps
+    steps = max(1, BLOCK_ROWS // per_step)
+    return [{"epoch": e, "first_step": s, "stop_step": min(s + steps, spec.iters_per_epoch)}
+            for e in range(epoch, spec.max_epoch)
+            for s in range(step if e == epoch else 0, spec.iters_per_epoch, steps)]
