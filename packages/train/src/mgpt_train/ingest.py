@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray.train
 
-from mgpt_train.plan import PLAN_TASK_CPUS, PlanSpec, expand_epochs, plan_items
+from mgpt_train.plan import PLAN_TASK_CPUS, PLAN_TASKS, PlanSpec, expand_epochs, plan_items
 from mgpt_train.train_state import Position
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class TrainPlan:
         empty = {"epoch": self.spec.max_epoch, "first_step": 0, "stop_step": 0}
         source = ray.data.from_items(items or [empty], override_num_blocks=max(1, len(items)))
         plan = source.map_batches(expand_epochs, batch_size=1, batch_format="numpy", num_cpus=PLAN_TASK_CPUS,
+                                  compute=ray.data.TaskPoolStrategy(size=PLAN_TASKS),
                                   fn_kwargs={"rows": self.rows, "spec": self.spec})
         return plan if items else plan.limit(0)
 

@@ -3,7 +3,7 @@
 A plan task's process imports only this module (numpy, pyarrow and `mgpt_train.data_order`), never
 torch or Ray Train: when the UDF lived beside `TrainPlan` (`mgpt_train.ingest`), every fresh Ray
 worker running it imported torch and Ray Train first (~6 s of CPU each), and on 2 cores the first
-batch of the main job waited ~55 s for the plan.
+batch of the main job waited ~55 s for the plan; `PLAN_TASKS` keeps it to one process per rank.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 PLAN_TASK_CPUS = 0.25  # expanding a plan block, or filtering it, is integer arithmetic
+# one plan task at a time per rank: a block takes milliseconds, and each task beyond the first only
+# started another Ray worker process (8 per rank here, on 2 cores, before the first batch)
+PLAN_TASKS = 1
 BLOCK_ROWS = 64  # plan rows per block (rounded to whole iterations): the unit of decode parallelism
 
 
