@@ -123,9 +123,12 @@ def build_feature_cache(
     ts = settings.train
     precision = resolve_precision(ts.precision, _device(ts.use_gpu))
     vision = settings.vision.model_dump(mode="json")
-    fingerprint = ray.get(ray.remote(num_cpus=1)(_fingerprint).remote(vision, ts.seed, precision))
-    folder = open_cache_dir(feature_cache_dir(fingerprint), fingerprint)
+    # the encoder's fingerprint (its weights, in a worker: never a real model on the driver) while
+    # Ray Data hashes the image files: a fresh worker importing torch takes longer than the hashing
+    fingerprinting = ray.remote(num_cpus=1)(_fingerprint).remote(vision, ts.seed, precision)
     hashed = hash_images(images)
+    fingerprint = ray.get(fingerprinting)
+    folder = open_cache_dir(feature_cache_dir(fingerprint), fingerprint)
     unreadable = [r for r in hashed if r["error"]]
     if unreadable:
         _reject_unreadable(unreadable, rejects_sink)
