@@ -77,6 +77,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 torch.get_num_threads(), precision)
 
     model = build_model(settings, device=device, precision=precision)
+    # dropout (LoRA's, a tuned LM's) draws from a state that is a function of (seed, rank): two fresh
+    # runs repeat each other whatever the worker process ran before; a resume restores the saved state
+    torch.manual_seed(ts.seed * 1_000_003 + rank)
     features = None
     if config.features_path:
         from mgpt_train.feature_store import FeatureCache, read_features
