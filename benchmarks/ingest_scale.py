@@ -9,7 +9,9 @@ each N (default 1,000 and 8,000), with the feature cache off (pixels decoded by 
    and reading the time to the first optimizer step from ``metrics.jsonl``;
 2. measures images/s reaching the training step through the run's own pipeline (`TrainPlan` →
    `RankShards` + `PixelStage` → ``iter_batches``, one rank, no model), and through a
-   ``torch.utils.data.DataLoader`` (PIL, 2 workers) doing the same decode + transform + normalise.
+   ``torch.utils.data.DataLoader`` (PIL, 2 workers) doing the same decode + transform + normalise:
+   over the whole pass (``img_s``, start-up included: Ray's worker processes, the DataLoader's fork)
+   and from the first batch on (``steady_img_s``), with the time to the first batch.
 
 Ends with one JSON line of the figures and ratios. Run: ``uv run python benchmarks/ingest_scale.py``.
 """
@@ -148,11 +150,11 @@ def ray_data_rate(data_dir: Path, batch_size: int, passes: int) -> float:
         {"train": plan()}, 1, None, None)[0]["train"]
     from mgpt_data import normalize_pixels
 
-    t0, n = time.perf_counter(), 0
+    rate = Rate()
     for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=4):
         normalize_pixels(batch["pixels"], spec)  # the consumer's share of the transform
-        n += len(batch["pixels"])
-    return n / (time.perf_counter() - t0)
+        rate.add(len(batch["pixels"]))
+    return rate.figures()
 
 
 def dataloader_rate(data_dir: Path, batch_size: int, passes: int) -> float:
@@ -178,11 +180,30 @@ def dataloader_rate(data_dir: Path, batch_size: int, passes: int) -> float:
             return torch.from_numpy(normalize_pixels(eval_pixels(decode_image(paths[i]), spec), spec))
 
     loader = DataLoader(Images(), batch_size=batch_size, num_workers=2, persistent_workers=True)
-    t0, n = time.perf_counter(), 0
+    rate = Rate()
     for _ in range(passes):
         for batch in loader:
-            n += len(batch)
-    return n / (time.perf_counter() - t0)
+            rate.add(len(batch))
+    return rate.figures()
+
+
+class Rate:
+    """images/s over the whole iteration (start-up included) and after the first batch (steady)."""
+
+    def __init__(self) -> None:
+        self.t0, self.n, self.first = time.perf_counter(), 0, None
+
+    def add(self, n: int) -> None:
+        self.n += n
+        if self.first is None:
+            self.first = (time.perf_counter(), self.n)
+
+    def figures(self) -> dict[str, float]:
+        end = time.perf_counter()
+        t_first, n_first = self.first or (end, 0)
+        steady = (self.n - n_first) / (end - t_first) if end > t_first else 0.0
+        return {"img_s": round(self.n / (end - self.t0), 1), "steady_img_s": round(steady, 1),
+                "first_batch_s": round(t_first - self.t0, 2)}
 
 
 def main() -> None:
@@ -199,9 +220,12 @@ def main() -> None:
         entry: dict = {}
         if not args.skip_train:
             entry["train"] = train_run(folder, args.root / "runs")
-        entry["ray_data_img_s"] = round(ray_data_rate(folder, args.batch_size, args.passes), 1)
-        entry["dataloader_img_s"] = round(dataloader_rate(folder, args.batch_size, args.passes), 1)
-        entry["ray_data_over_dataloader"] = round(entry["ray_data_img_s"] / entry["dataloader_img_s"], 3)
+        ray_data = ray_data_rate(folder, args.batch_size, args.passes)
+        loader = dataloader_rate(folder, args.batch_size, args.passes)
+        entry.update({f"ray_data_{k}": v for k, v in ray_data.items()})
+        entry.update({f"dataloader_{k}": v for k, v in loader.items()})
+        entry["ray_data_over_dataloader"] = round(ray_data["img_s"] / loader["img_s"], 3)
+        entry["ray_data_over_dataloader_steady"] = round(ray_data["steady_img_s"] / loader["steady_img_s"], 3)
         figures[str(n)] = entry
         print(f"N={n}: {json.dumps(entry)}", file=sys.stderr)
     sizes = [str(n) for n in args.sizes]
