@@ -28,6 +28,19 @@ def test_uint8_then_normalise_equals_the_float_formula() -> None:
     assert out.dtype == np.float32 and np.allclose(out[0], (raw[0] / 255.0 - mean) / std, atol=1e-6)
 
 
+def test_the_uint8_table_gives_the_bits_of_float32_arithmetic_for_every_level_and_shape() -> None:
+    spec = {"image_size": 4, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    every = np.broadcast_to(np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16), (2, 3, 16, 16))
+    batch = np.random.default_rng(0).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
+    mean = np.asarray(spec["mean"], np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec["std"], np.float32).reshape(3, 1, 1)
+    for raw in (every, batch, batch[0]):  # [B, 3, S, S] and one [3, S, S] image
+        want = (raw.astype(np.float32) / np.float32(255.0) - mean) / std
+        got = normalize_pixels(raw, spec)
+        assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, want)
+    assert np.array_equal(normalize_pixels(batch.astype(np.float32), spec), normalize_pixels(batch, spec))
+
+
 def test_normalisation_values() -> None:
     x = _pixels([_rgb((127, 255, 0))], LITE)
     assert x.shape == (1, 3, 8, 8) and x.dtype == torch.float32
