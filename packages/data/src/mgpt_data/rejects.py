@@ -106,10 +106,12 @@ class RejectsSink:
 
 
 def start_rejects_sink():
-    """A :class:`RejectsSink` Ray actor (tiny: no CPU reserved); pass the handle to the preprocessor."""
+    """A :class:`RejectsSink` Ray actor (tiny: no CPU reserved) on the head node, so losing a worker
+    node never loses the rejects collected so far; pass the handle to the preprocessor."""
     import ray
 
-    return ray.remote(num_cpus=0)(RejectsSink).remote()
+    head = {"node:__internal_head__": 0.001}  # the head node's own resource (Ray Train pins its state actor so)
+    return ray.remote(num_cpus=0, resources=head)(RejectsSink).remote()
 
 
 def drain_rejects(sink) -> list[dict[str, Any]]:

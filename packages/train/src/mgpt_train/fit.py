@@ -156,9 +156,16 @@ def prepare_run(
 
 def _record_rejects(run_dir: Path, sink: Any) -> None:
     """Rejects found while streaming (decode failures in Ray Data tasks) → rejects.jsonl + summary."""
+    import ray.exceptions
+
     from mgpt_data.rejects import append_rejects, drain_rejects, read_rejects, unique_rejects
 
-    found = drain_rejects(sink)
+    try:
+        found = drain_rejects(sink)
+    except ray.exceptions.RayActorError as e:  # its node was lost: the run itself may be fine
+        logger.warning("the rejects collected while training were lost with their actor (%s); "
+                       "rejects.jsonl has only those found before training", str(e).splitlines()[0])
+        return
     path = run_dir / REJECTS_FILE
     known = {(r.get("row"), r.get("reason")) for r in read_rejects(path)} if path.is_file() else set()
     new = [r for r in unique_rejects(found) if (r.get("row"), r.get("reason")) not in known]
