@@ -110,7 +110,7 @@ def start_rejects_sink():
     node never loses the rejects collected so far; pass the handle to the preprocessor."""
     import ray
 
-    head = {"node:__internal_head__": 0.001}  # the head node's own resource (Ray Train pins its state actor so)
+    head = {"node:__internal_head__": 0.001}  # the head node's own resource, as for Ray Train's state actor
     return ray.remote(num_cpus=0, resources=head)(RejectsSink).remote()
 
 
