@@ -87,7 +87,9 @@ class PlanBatches:
         from mgpt_train.feature_store import FeatureCache, read_features
         from mgpt_train.plan import expand_epochs
 
-        table = expand_epochs({"epoch": np.asarray([0]), "first_step": np.asarray([0])}, plan.rows, plan.spec)
+        epoch_0 = {"epoch": np.asarray([0]), "first_step": np.asarray([0]),
+                   "stop_step": np.asarray([plan.spec.iters_per_epoch])}
+        table = expand_epochs(epoch_0, plan.rows, plan.spec)
         self.columns = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
         self.features = read_features(FeatureCache(config.features_path, config.features_fingerprint or {}),
                                       set(config.feature_hashes or ()))

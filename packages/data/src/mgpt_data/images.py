@@ -194,7 +194,7 @@ def normalize_pixels(pixels: np.ndarray, spec: Spec | dict[str, Any]) -> np.ndar
         for c in range(3):
             out[..., c, :, :] = table[c][pixels[..., c, :, :]]
         return out
-    return _normalize_arithmetic(pixels.astype(np.float32), spec.mean, spec.std)
+    return _normalize_arithmetic(np.asarray(pixels, dtype=np.float32), spec.mean, spec.std)
 
 
 def _normalize_arithmetic(values: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -206,7 +206,7 @@ def _normalize_arithmetic(values: np.ndarray, mean: Sequence[float], std: Sequen
 @functools.lru_cache(maxsize=8)
 def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """float32 [3, 256]: the normalised value of every uint8 level, per channel."""
-    levels = np.broadcast_to(np.arange(256, dtype=np.float32), (3, 256)).reshape(3, 256, 1)
+    levels = np.arange(256, dtype=np.float32).reshape(1, 256, 1)  # broadcast against [3, 1, 1]
     table = _normalize_arithmetic(levels, mean, std).reshape(3, 256)
     table.setflags(write=False)
     return table

@@ -39,17 +39,16 @@ class PlanSpec:
 
 
 def expand_epochs(batch: dict[str, np.ndarray], rows: pa.Table, spec: PlanSpec) -> pa.Table:
-    """Ray Data UDF: ``{epoch, first_step[, stop_step]}`` items → the plan rows of those iterations (all
-    ranks); without ``stop_step`` an item runs to the end of its epoch."""
+    """Ray Data UDF: ``{epoch, first_step, stop_step}`` items (`plan_items`) → the plan rows of those
+    iterations (all ranks)."""
     import pyarrow as pa
 
     tables = []
-    stops = batch.get("stop_step", [None] * len(batch["epoch"]))
-    for epoch, first_step, stop in zip(batch["epoch"], batch["first_step"], stops, strict=True):
+    for epoch, first_step, stop in zip(batch["epoch"], batch["first_step"], batch["stop_step"], strict=True):
         cols = epoch_plan(rows.num_rows, seed=spec.seed, epoch=int(epoch), first_step=int(first_step),
                           iters_per_epoch=spec.iters_per_epoch, grad_accum_steps=spec.grad_accum_steps,
                           batch_size=spec.batch_size, world_size=spec.world_size,
-                          n_instructions=spec.n_instructions, stop_step=None if stop is None else int(stop))
+                          n_instructions=spec.n_instructions, stop_step=int(stop))
         picked = rows.take(pa.array(cols.pop("row")))
         tables.append(pa.Table.from_pydict({**cols, **{c: picked[c] for c in picked.column_names}}))
     return pa.concat_tables(tables) if tables else pa.table({})
