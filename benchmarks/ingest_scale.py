@@ -11,7 +11,7 @@ each N (default 1,000 and 8,000), with the feature cache off (pixels decoded by 
    `RankShards` + `PixelStage` → ``iter_batches``, one rank, no model), and through a
    ``torch.utils.data.DataLoader`` (PIL, 2 workers) doing the same decode + transform + normalise:
    over the whole pass (``img_s``, start-up included: Ray's worker processes, the DataLoader's fork)
-   and from the first batch on (``steady_img_s``), with the time to the first batch.
+   and over its second half (``steady_img_s``: long past start-up), with the time to the first batch.
 
 Ends with one JSON line of the figures and ratios. Run: ``uv run python benchmarks/ingest_scale.py``.
 """
@@ -30,6 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+
+from mgpt_data.ray_runtime import apply_process_env
+
+apply_process_env()  # before Ray is imported: workers run this interpreter, not a fresh `uv run` each
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,7 +150,7 @@ def ray_data_rate(data_dir: Path, batch_size: int, passes: int) -> float:
     iters = len(rows) // batch_size
     plan = TrainPlan(table, PlanSpec(0, batch_size, 1, 1, iters, passes, 1), "/nonexistent-run")
     start_ray(num_cpus=os.cpu_count() + 1, log_to_driver=False)
-    shard = RankShards(PixelStage(spec, settings.data.model_dump(mode="json"))).configure(
+    shard = RankShards(plan, PixelStage(spec, settings.data.model_dump(mode="json"))).configure(
         {"train": plan()}, 1, None, None)[0]["train"]
     from mgpt_data import normalize_pixels
 
@@ -188,22 +192,24 @@ def dataloader_rate(data_dir: Path, batch_size: int, passes: int) -> float:
 
 
 class Rate:
-    """images/s over the whole iteration (start-up included) and after the first batch (steady)."""
+    """images/s over the whole iteration (start-up included) and over its second half (``steady``: the
+    pipeline long past its start, and past any buffer it filled before the first batch)."""
 
     def __init__(self) -> None:
-        self.t0, self.n, self.first = time.perf_counter(), 0, None
+        self.t0 = time.perf_counter()
+        self.stamps: list[tuple[float, int]] = []  # (seconds since t0, images so far) after each batch
 
     def add(self, n: int) -> None:
-        self.n += n
-        if self.first is None:
-            self.first = (time.perf_counter(), self.n)
+        self.stamps.append((time.perf_counter() - self.t0, (self.stamps[-1][1] if self.stamps else 0) + n))
 
     def figures(self) -> dict[str, float]:
-        end = time.perf_counter()
-        t_first, n_first = self.first or (end, 0)
-        steady = (self.n - n_first) / (end - t_first) if end > t_first else 0.0
-        return {"img_s": round(self.n / (end - self.t0), 1), "steady_img_s": round(steady, 1),
-                "first_batch_s": round(t_first - self.t0, 2)}
+        if not self.stamps:
+            return {"img_s": 0.0, "steady_img_s": 0.0, "first_batch_s": 0.0}
+        end, total = self.stamps[-1]
+        t_half, n_half = next((t, n) for t, n in self.stamps if n >= total / 2)
+        steady = (total - n_half) / (end - t_half) if end > t_half else 0.0
+        return {"img_s": round(total / end, 1), "steady_img_s": round(steady, 1),
+                "first_batch_s": round(self.stamps[0][0], 2)}
 
 
 def main() -> None:

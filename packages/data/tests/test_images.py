@@ -84,6 +84,23 @@ def test_alpha_is_composited_over_white() -> None:
     assert prgb.getpixel((0, 0)) == (255, 255, 255) and prgb.getpixel((1, 1)) == (10, 200, 30)
 
 
+def test_exif_orientation_is_applied_from_a_file_and_an_upright_image_is_not_copied(tmp_path) -> None:
+    from PIL import ExifTags
+
+    from mgpt_data.images import decode_image
+
+    img = _rgb((0, 0, 255), size=(30, 10))
+    img.paste((255, 0, 0), (0, 0, 10, 10))  # red: the left third of the stored pixels
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # "rotate 90 CW to display"
+    img.save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    shown = decode_image(str(tmp_path / "rotated.jpg"))
+    assert shown.size == (10, 30)
+    assert shown.getpixel((5, 4))[0] > 200 and shown.getpixel((5, 25))[2] > 200  # stored left → shown top
+    upright = _rgb((1, 2, 3))
+    assert to_rgb(upright) is upright  # no orientation to apply: the eval transform copies nothing
+
+
 def test_cmyk_colour_survives() -> None:
     rgb = to_rgb(_rgb((255, 0, 0)).convert("CMYK"))
     r, g, b = rgb.getpixel((0, 0))

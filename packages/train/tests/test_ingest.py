@@ -13,7 +13,7 @@ import torch
 
 from mgpt_train.data_order import epoch_plan
 from mgpt_train.ingest import RankShards, TrainPlan, check_micro_batch, latest_position, skip_to
-from mgpt_train.plan import PlanSpec, expand_epochs, plan_items
+from mgpt_train.plan import PlanSpec, RankRows, expand_epochs, plan_items
 from mgpt_train.train_state import Position
 
 ROWS = pa.table({"image_id": [f"i{k}" for k in range(11)], "path": [f"/x/{k}.jpg" for k in range(11)],
@@ -23,7 +23,7 @@ SPEC = PlanSpec(seed=7, batch_size=2, grad_accum_steps=2, world_size=2, iters_pe
 
 
 def _shard_rows(plan: TrainPlan, rank: int) -> list[tuple]:
-    shards = RankShards().configure({"train": plan()}, SPEC.world_size, None, None)
+    shards = RankShards(plan).configure({"train": plan()}, SPEC.world_size, None, None)
     out = []
     for batch in shards[rank]["train"].iter_batches(batch_size=SPEC.batch_size, batch_format="numpy"):
         out += list(zip(*(batch[k].tolist() for k in ("epoch", "step", "micro", "slot", "image_id",
@@ -87,7 +87,7 @@ def test_micro_batch_checks_and_skipping() -> None:
 
 
 def test_plan_blocks_are_whole_iterations_that_tile_each_epoch_from_the_start(monkeypatch) -> None:
-    monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 16)  # 8 samples per iteration: 2 per block
+    monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 8)  # 4 samples of a rank per iteration: 2 per block
     items = plan_items(SPEC, 0, 1)
     assert [(i["epoch"], i["first_step"], i["stop_step"]) for i in items] == [(0, 1, 3), (1, 0, 2), (1, 2, 3)]
     whole = epoch_plan(ROWS.num_rows, seed=SPEC.seed, epoch=1, first_step=0, iters_per_epoch=3,
@@ -96,12 +96,16 @@ def test_plan_blocks_are_whole_iterations_that_tile_each_epoch_from_the_start(mo
                            ROWS, SPEC) for s, e in ((0, 2), (2, 3))]
     assert pa.concat_tables(parts)["instruction"].to_pylist() == whole["instruction"].tolist()
     assert pa.concat_tables(parts)["image_id"].to_pylist() == [f"i{r}" for r in whole["row"]]
+    rank_1 = RankRows(ROWS, SPEC, 1)({"epoch": np.array([1]), "first_step": np.array([0]),
+                                      "stop_step": np.array([3])})
+    assert rank_1["image_id"].tolist() == [f"i{r}" for r in whole["row"][whole["rank"] == 1]]
+    assert set(rank_1["rank"].tolist()) == {1}
 
 
 @pytest.mark.ray
 def test_a_plan_of_many_blocks_gives_each_rank_the_same_samples(ray_session, tmp_path: Path,
                                                                 monkeypatch) -> None:
-    monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 8)  # one block per iteration: 6 blocks
+    monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 4)  # a rank's 4 samples per iteration: 6 blocks
     plan = TrainPlan(ROWS, SPEC, tmp_path)
     assert plan().materialize().num_blocks() == SPEC.max_epoch * SPEC.iters_per_epoch
     for rank in range(SPEC.world_size):
@@ -113,8 +117,44 @@ def test_a_plan_task_imports_neither_torch_nor_ray_train() -> None:
     import subprocess
     import sys
 
-    code = ("import pickle, sys; from mgpt_train.plan import PlanSpec, expand_epochs; "
-            "pickle.loads(pickle.dumps((expand_epochs, PlanSpec(0, 1, 1, 1, 1, 1, 1)))); "
+    code = ("import pickle, sys; import pyarrow as pa; from mgpt_train.plan import PlanSpec, RankRows; "
+            "pickle.loads(pickle.dumps(RankRows(pa.table({'x': [1]}), PlanSpec(0, 1, 1, 1, 1, 1, 1), 0))); "
             "print(sorted(m for m in ('torch', 'ray.train', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("compute", ["tasks", "actors"])
+def test_pixel_shards_decode_each_ranks_planned_rows_in_the_plans_own_call(ray_session, tmp_path: Path,
+                                                                           tiny_data_dir: Path, compute,
+                                                                           monkeypatch) -> None:
+    """From pixels, a rank's shard is its planned rows (same order as without pixels) with the pixels
+    of the local preprocessor (expanded and decoded in one Ray Data call)."""
+    from mgpt_data import DataSettings
+    from mgpt_data.flickr30k import read_local
+    from mgpt_data.preprocess import ImagePreprocessor
+    from mgpt_train.ingest import PixelStage
+    from mgpt_vision import VisionSettings, build_encoder
+
+    monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 8)
+    local_rows = read_local(tiny_data_dir, split="train").rows[:11]
+    rows = pa.table({"image_id": [str(r["image_id"]) for r in local_rows],
+                     "path": [r["path"] for r in local_rows], "caption": [r["caption"] for r in local_rows]})
+    spec = build_encoder(VisionSettings(), meta=True).preprocess.as_dict()
+    data = DataSettings(data_dir=tiny_data_dir, num_preprocess_workers=2, preprocess_num_cpus=0.5,
+                        preprocess_compute=compute)
+    plan = TrainPlan(rows, SPEC, tmp_path)
+    stage = PixelStage(spec, data.model_dump(mode="json"))
+    shards = RankShards(plan, stage).configure({"train": plan()}, SPEC.world_size, None, None)
+    bare = RankShards(plan).configure({"train": plan()}, SPEC.world_size, None, None)
+    local = ImagePreprocessor(spec)
+    for rank in range(SPEC.world_size):
+        got = list(shards[rank]["train"].iter_batches(batch_size=SPEC.batch_size, batch_format="numpy"))
+        want = list(bare[rank]["train"].iter_batches(batch_size=SPEC.batch_size, batch_format="numpy"))
+        assert len(got) == len(want) == SPEC.max_epoch * SPEC.iters_per_epoch * SPEC.grad_accum_steps
+        for g, w in zip(got, want, strict=True):
+            assert g["image_id"].tolist() == w["image_id"].tolist()
+            assert g["step"].tolist() == w["step"].tolist()
+            assert g["valid"].all()
+            np.testing.assert_array_equal(g["pixels"], local({"path": w["path"]})["pixels"])

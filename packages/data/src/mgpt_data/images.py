@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from mgpt_data.rejects import RejectReason
 
@@ -81,8 +81,12 @@ def _truncated_images_are_errors() -> Iterator[None]:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode → RGB: EXIF orientation applied, alpha composited over white, 16-bit/float scaled."""
-    image = ImageOps.exif_transpose(image)
+    """Any PIL mode → RGB: EXIF orientation applied, alpha composited over white, 16-bit/float scaled.
+
+    An RGB image without a rotating EXIF orientation comes back as itself: ``exif_transpose`` would
+    copy it (a decoded photo's worth of bytes), and the eval transform meets every image twice."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):

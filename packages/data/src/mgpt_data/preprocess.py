@@ -21,6 +21,7 @@ it there) and, with ``rejects_sink``, sent to the sink actor before the batch is
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from mgpt_data.images import (
 from mgpt_data.rejects import Reject
 
 logger = logging.getLogger(__name__)
+
+Batch = dict[str, np.ndarray]
 
 
 def _cell(batch: dict[str, np.ndarray], key: str, i: int) -> Any:
@@ -105,12 +108,16 @@ class ImagePreprocessor(_DecodingStage):
     An undecodable row is rejected (reason + detail, to ``rejects_sink`` when given) and dropped, or,
     with ``placeholders=True`` (training: every micro-batch keeps its rows), kept with zero pixels and
     ``valid = False`` so the consumer drops it while batch boundaries stay where the plan put them.
+
+    ``expand``: each input batch is first turned into the rows to decode (the training plan's
+    `RankRows`), so that expansion and decoding are one Ray Data call.
     """
 
     def __init__(self, spec: dict[str, Any], augment: bool = False, seed: int = 0, *, hflip: bool = False,
                  crop_scale: tuple[float, float] = (0.5, 1.0), rejects_sink: Any = None,
-                 placeholders: bool = False) -> None:
+                 placeholders: bool = False, expand: Callable[[Batch], Batch] | None = None) -> None:
         super().__init__(rejects_sink)
+        self.expand = expand
         self.spec = Spec.from_dict(spec)
         self.augment = augment
         self.hflip = hflip
@@ -133,6 +140,8 @@ class ImagePreprocessor(_DecodingStage):
         return to_uint8(image)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.expand is not None:
+            batch = self.expand(batch)
         keep, images = self._decode_rows(batch)
         size = self.spec.image_size
         pixels = [

@@ -51,8 +51,8 @@ class DataSettings(BaseSettings):
     preprocess_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per preprocess task / actor")
     prefetch_batches: int = Field(4, ge=0, description="micro-batches each training worker prefetches")
     preprocess_compute: Compute = Field(
-        "tasks", description="'tasks' (pooled workers, no start-up per epoch) or 'actors' (ImagePreprocessor "
-        "actor pool); same output")
+        "actors", description="'actors' (an ImagePreprocessor actor pool: each actor always has its next "
+        "block queued) or 'tasks' (pooled Ray workers, one task per block: idle between tasks); same output")
 
     @model_validator(mode="after")
     def _check(self) -> DataSettings:

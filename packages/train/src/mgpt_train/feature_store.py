@@ -137,13 +137,17 @@ def build_feature_cache(
     logger.info("feature cache %s: %d of %d train images cached, %d to encode", folder,
                 len(hashed) - len(unreadable) - len(todo), len(hashed), len(todo))
     if todo:
-        data = DataSettings.model_validate(settings.data.model_dump(mode="json"))
+        # decoded by tasks of the encoders' pool size, which Ray Data fuses into the encoder actors' own
+        # calls (task → actor fusion): one process per encoder, no decode pool beside it
+        data = DataSettings.model_validate({**settings.data.model_dump(mode="json"),
+                                            "preprocess_compute": "tasks",
+                                            "num_preprocess_workers": max(1, ts.workers)})
         spec = _spec(vision)
         ds = ray.data.from_items([{"image_id": r["image_id"], "path": r["path"], "row": r["row"],
                                    "content_hash": h} for h, r in todo.items()])
         ds = add_pixels(ds, spec, data, rejects_sink=rejects_sink)
         ds = ds.map_batches(EncodeImages, batch_size=ENCODE_BATCH, batch_format="numpy",
-                            compute=ray.data.ActorPoolStrategy(size=max(1, ts.workers)),
+                            compute=ray.data.ActorPoolStrategy(size=data.num_preprocess_workers),
                             num_gpus=1 if ts.use_gpu else 0, num_cpus=0 if ts.use_gpu else 1,
                             fn_constructor_kwargs={"vision": vision, "seed": ts.seed, "precision": precision,
                                                    "use_gpu": ts.use_gpu})

@@ -233,7 +233,7 @@ def fit(
             worker_runtime_env={"env_vars": worker_env()},
         ),
         datasets={"train": plan},
-        dataset_config=RankShards(stage),
+        dataset_config=RankShards(plan, stage),
     )
     total = config.iters_per_epoch * ts.max_epoch
     logger.info("training %d workers x batch %d x accum %d, %d iterations/epoch x %d epochs → %s",

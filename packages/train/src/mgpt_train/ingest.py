@@ -7,20 +7,21 @@ Ray decide the order; it *plans* it:
 1. **The plan** (`TrainPlan`, passed to the trainer as ``datasets={"train": plan}``). Ray Train calls
    it at every worker-group start (the first, and each restart after a failure). It reads where the
    run stands — the latest checkpoint Ray recorded (``checkpoint_manager_snapshot.json``) — and
-   returns a Dataset with one row per sample still to train, in training order: each block of about
-   `plan.BLOCK_ROWS` samples (a run of whole iterations) is one Ray task expanding its slice of
-   `data_order.epoch_plan` (a pure function of seed, epoch and the sorted row table) into columns
-   ``epoch, step, micro, rank, slot, global_step, instruction`` plus the
-   row's ``image_id, path, caption`` (and ``content_hash`` with the feature cache). Nothing is read
-   for iterations already done, and the driver never holds the plan. Many small blocks, not one per
-   epoch, are what let the decode stage run as parallel tasks and stream (one epoch-sized block
-   decoded in one task ran at 0.07× a DataLoader on 8,000 photos).
-2. **The split** (`RankShards`, a ``DataConfig``): rank ``r`` gets ``plan.filter(rank == r)`` with
-   ``preserve_order``, so every rank sees exactly its samples in plan order, whatever the scheduling.
-3. **The stage**: from pixels, `PixelStage` decodes + transforms each row in Ray Data tasks
-   (``mgpt_data.add_pixels``) *after* the split; an undecodable image becomes a placeholder row
-   (``valid = False``, rejected with its reason to the rejects sink) so micro-batch boundaries stay
-   where the plan put them. From the feature cache there is no stage: workers look features up.
+   returns a Dataset of the *blocks* still to train (`plan.plan_items`: runs of whole iterations, about
+   `plan.BLOCK_ROWS` samples of each rank), in training order. Nothing is planned for iterations
+   already done, and the driver never holds the plan's rows.
+2. **The split** (`RankShards`, a ``DataConfig``): rank ``r`` expands every block into its own rows
+   (`plan.RankRows`: `data_order.epoch_plan`, a pure function of seed, epoch and the sorted row table,
+   kept where ``rank == r``) with columns ``epoch, step, micro, rank, slot, global_step, instruction``
+   plus the row's ``image_id, path, caption`` (and ``content_hash`` with the feature cache), with
+   ``preserve_order``: every rank sees exactly its samples in plan order, whatever the scheduling.
+3. **The stage**: from pixels, `PixelStage` decodes + transforms each row (``mgpt_data.add_pixels``)
+   in the *same* Ray Data call that expands the block (``expand=RankRows``), on the
+   ``data.preprocess_compute`` pool: one task per block of one rank, nothing between plan and pixels
+   (a plan operator, a filter and the decode as three operators ran at 0.4x a DataLoader on 8,000
+   photos). An undecodable image becomes a placeholder row (``valid = False``, rejected with its
+   reason to the rejects sink) so micro-batch boundaries stay where the plan put them. From the
+   feature cache there is no stage: `RankRows` runs alone and workers look features up.
 4. **The worker** iterates its shard with ``iter_batches(batch_size=batch_size, prefetch_batches=k)``:
    every batch is one micro-batch; its ``(epoch, step, micro)`` is checked against the loop's
    position (`check_micro_batch`), so a resumed run provably continues at the exact sample.
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray.train
 
-from mgpt_train.plan import PLAN_TASK_CPUS, PLAN_TASKS, PlanSpec, expand_epochs, plan_items
+from mgpt_train.plan import PLAN_TASK_CPUS, PLAN_TASKS, PlanSpec, RankRows, plan_items
 from mgpt_train.train_state import Position
 
 if TYPE_CHECKING:
@@ -72,29 +73,35 @@ class TrainPlan:
                     len(items))
         empty = {"epoch": self.spec.max_epoch, "first_step": 0, "stop_step": 0}
         source = ray.data.from_items(items or [empty], override_num_blocks=max(1, len(items)))
-        plan = source.map_batches(expand_epochs, batch_size=1, batch_format="numpy", num_cpus=PLAN_TASK_CPUS,
-                                  compute=ray.data.TaskPoolStrategy(size=PLAN_TASKS),
-                                  fn_kwargs={"rows": self.rows, "spec": self.spec})
-        return plan if items else plan.limit(0)
+        return source if items else source.limit(0)
+
+    def rank_rows(self, rank: int) -> RankRows:
+        """The UDF that expands this plan's blocks into rank ``rank``'s rows."""
+        return RankRows(self.rows, self.spec, rank)
 
 
 class RankShards(ray.train.DataConfig):
-    """Rank ``r`` reads exactly the plan rows with ``rank == r``, in plan order, through ``stage``."""
+    """Rank ``r`` reads exactly the rows of ``plan`` with ``rank == r``, in plan order, through ``stage``."""
 
-    def __init__(self, stage: Any = None) -> None:
+    def __init__(self, plan: TrainPlan, stage: Any = None) -> None:
         super().__init__(datasets_to_split=[])
+        self.plan = plan
         self.stage = stage
 
     def configure(self, datasets: dict[str, ray.data.Dataset], world_size: int, worker_handles: Any,
                   worker_node_ids: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        import ray.data
+
         out: list[dict[str, Any]] = [{} for _ in range(world_size)]
-        for name, ds in datasets.items():
+        for name, blocks in datasets.items():
             for rank in range(world_size):
-                # a small CPU share, as the plan's own tasks: a 1-CPU filter task finds no room beside
-                # 0.75-CPU workers on 1-CPU nodes once a node is lost (tests/test_hard_faults.py)
-                shard = ds.filter(expr=f"rank == {rank}", num_cpus=PLAN_TASK_CPUS)
+                expand = self.plan.rank_rows(rank)
                 if self.stage is not None:
-                    shard = self.stage(shard)
+                    shard = self.stage(blocks, expand)
+                else:  # a small CPU share: it must fit beside 0.75-CPU workers on 1-CPU nodes
+                    shard = blocks.map_batches(expand, batch_size=1, batch_format="numpy",
+                                               num_cpus=PLAN_TASK_CPUS,
+                                               compute=ray.data.TaskPoolStrategy(size=PLAN_TASKS))
                 options = self._resolve_execution_options(name)
                 options.preserve_order = True
                 shard.context.execution_options = options
@@ -104,18 +111,19 @@ class RankShards(ray.train.DataConfig):
 
 @dataclass(frozen=True)
 class PixelStage:
-    """Decode + transform after the split (``mgpt_data.add_pixels``), placeholders for bad images."""
+    """Plan blocks → one rank's rows + pixels in one Ray Data call (``mgpt_data.add_pixels`` with
+    ``expand``), placeholders for bad images."""
 
     spec: dict[str, Any]
     data_settings: dict[str, Any]
     rejects_sink: Any = None
 
-    def __call__(self, shard: ray.data.Dataset) -> ray.data.Dataset:
+    def __call__(self, blocks: ray.data.Dataset, expand: RankRows) -> ray.data.Dataset:
         from mgpt_data import DataSettings, add_pixels
 
         data = DataSettings.model_validate(self.data_settings)
-        return add_pixels(shard, self.spec, data, augment=data.augment, rejects_sink=self.rejects_sink,
-                          placeholders=True)
+        return add_pixels(blocks, self.spec, data, augment=data.augment, rejects_sink=self.rejects_sink,
+                          placeholders=True, expand=expand)
 
 
 def check_micro_batch(batch: dict[str, np.ndarray], epoch: int, step: int, micro: int) -> None:
