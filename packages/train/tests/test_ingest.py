@@ -86,10 +86,11 @@ def test_micro_batch_checks_and_skipping() -> None:
     assert int(first["step"][0]) == 2 and skipped == 2 and int(next(batches)["step"][0]) == 3
 
 
-def test_plan_blocks_are_whole_iterations_that_tile_each_epoch_from_the_start(monkeypatch) -> None:
+def test_plan_blocks_are_whole_iterations_one_first_then_tiling_each_epoch(monkeypatch) -> None:
     monkeypatch.setattr("mgpt_train.plan.BLOCK_ROWS", 8)  # 4 samples of a rank per iteration: 2 per block
     items = plan_items(SPEC, 0, 1)
-    assert [(i["epoch"], i["first_step"], i["stop_step"]) for i in items] == [(0, 1, 3), (1, 0, 2), (1, 2, 3)]
+    assert [(i["epoch"], i["first_step"], i["stop_step"]) for i in items] == [(0, 1, 2), (0, 2, 3), (1, 0, 2),
+                                                                               (1, 2, 3)]
     whole = epoch_plan(ROWS.num_rows, seed=SPEC.seed, epoch=1, first_step=0, iters_per_epoch=3,
                        grad_accum_steps=2, batch_size=2, world_size=2, n_instructions=3)
     parts = [expand_epochs({"epoch": np.array([1]), "first_step": np.array([s]), "stop_step": np.array([e])},

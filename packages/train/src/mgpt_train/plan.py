@@ -77,9 +77,15 @@ class RankRows:
 
 def plan_items(spec: PlanSpec, epoch: int, step: int) -> list[dict[str, int]]:
     """The plan's blocks from iteration ``step`` of ``epoch`` on: runs of whole iterations of about
-    `BLOCK_ROWS` samples of each rank."""
+    `BLOCK_ROWS` samples of each rank; the very first is one iteration, so that the first step waits
+    for one iteration's decoding, not a block's."""
     per_step = spec.batch_size * spec.grad_accum_steps
     steps = max(1, BLOCK_ROWS // per_step)
-    return [{"epoch": e, "first_step": s, "stop_step": min(s + steps, spec.iters_per_epoch)}
-            for e in range(epoch, spec.max_epoch)
-            for s in range(step if e == epoch else 0, spec.iters_per_epoch, steps)]
+    items = []
+    for e in range(epoch, spec.max_epoch):
+        s = step if e == epoch else 0
+        while s < spec.iters_per_epoch:
+            stop = min(s + (1 if not items else steps), spec.iters_per_epoch)
+            items.append({"epoch": e, "first_step": s, "stop_step": stop})
+            s = stop
+    return items
