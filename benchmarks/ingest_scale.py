@@ -1,7 +1,7 @@
 """Ingestion at scale: driver and worker memory, time to first step, images/s vs a torch DataLoader.
 
 Writes N photo-sized (500×375) JPEGs in the Flickr30k format (cached under ``--root``), then, for
-each N (default 1,000 and 8,000), with the feature cache off (pixels decoded by Ray Data tasks):
+each N (default 1,000 and 8,000), with the feature cache off (pixels decoded in the Ray Data pipeline):
 
 1. runs the real CLI, ``uv run apps/cli train --data-dir D --set train.cache_features=false
    --set train.stop_at_step=3 --epochs 1 --no-eval`` (default preset: 2 Ray workers, EfficientNet-Lite0

@@ -1,4 +1,4 @@
-"""Training from pixels through the Ray Data pipeline: images are decoded in Ray Data tasks (never on the
+"""Training from pixels through the Ray Data pipeline: images are decoded by Ray Data (never on the
 training thread), an image that breaks mid-stream is rejected with its reason while the run goes on, and
 a stop + resume reproduces the uninterrupted run's losses exactly on this path too."""
 

@@ -128,7 +128,8 @@ def prepare_run(
         rows = [{**r, "content_hash": hashes[str(r["image_id"])]}
                 for r in rows if str(r["image_id"]) in hashes]
     else:
-        logger.info("training from pixels, decoded by Ray Data tasks: %s", why_not)
+        logger.info("training from pixels, decoded in the Ray Data pipeline (data.preprocess_compute=%s): %s",
+                    settings.data.preprocess_compute, why_not)
         if spec is None:
             raise ValueError("the model carries no preprocessing spec: it cannot train from pixels")
         stage = PixelStage(spec, settings.data.model_dump(mode="json"), rejects_sink)
@@ -155,7 +156,7 @@ def prepare_run(
 
 
 def _record_rejects(run_dir: Path, sink: Any) -> None:
-    """Rejects found while streaming (decode failures in Ray Data tasks) → rejects.jsonl + summary."""
+    """Rejects found while streaming (decode failures in the Ray Data pipeline) → rejects.jsonl + summary."""
     import ray.exceptions
 
     from mgpt_data.rejects import append_rejects, drain_rejects, read_rejects, unique_rejects
