@@ -119,15 +119,19 @@ def train_run(data_dir: Path, out: Path) -> dict:
             "wall_s": round(time.time() - start, 1)}
 
 
-def _python_child(pid: int, timeout: float = 30.0) -> int:
-    """``uv run`` starts python as a child: the driver is that process."""
+def _python_child(pid: int, timeout: float = 60.0) -> int:
+    """``uv run`` starts the CLI's python as a child (after its own bytecode-compiling pythons, which
+    exit): the driver is the child running ``apps/cli``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         for child in psutil.Process(pid).children(recursive=True):
-            if "python" in (child.name() or ""):
-                return child.pid
-        time.sleep(0.1)
-    return pid
+            try:
+                if "python" in (child.name() or "") and any("apps/cli" in a for a in child.cmdline()):
+                    return child.pid
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+    raise SystemExit(f"no CLI python under `uv run` (pid {pid}) after {timeout:.0f} s")
 
 
 def ray_data_rate(data_dir: Path, batch_size: int, passes: int) -> float:
