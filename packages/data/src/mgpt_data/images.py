@@ -84,7 +84,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode → RGB: EXIF orientation applied, alpha composited over white, 16-bit/float scaled.
 
     An RGB image without a rotating EXIF orientation comes back as itself: ``exif_transpose`` would
-    copy it (a decoded photo's worth of bytes), and the eval transform meets every image twice."""
+    copy it, and decode + eval transform met every image twice (3.1 ms a 500x375 photo, 2.3 without)."""
     if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":

@@ -5,9 +5,10 @@ pool (``data.preprocess_compute = "actors"``, the default: Ray Data keeps each a
 queued, so no core idles between blocks) or as Ray tasks (``"tasks"``: pooled worker processes, one
 task per block, a lease and a scheduling round between two), ``data.num_preprocess_workers`` at a
 time, each reserving ``data.preprocess_num_cpus`` CPUs — never on the consumer's thread. On one
-rank's training stream of 8,000 photos (``benchmarks/ingest_scale.py``, 2 cores) actors reached 1.08x
-a 2-worker DataLoader from mid-stream and tasks 0.85x. Order is kept (the caller's DataContext has
-``preserve_order``). Rejects go to ``rejects_sink`` (see :mod:`mgpt_data.rejects`).
+rank's training stream of 8,000 photos (``benchmarks/ingest_scale.py``, 2 cores, one run each on the
+same code) actors reached 1.08x a 2-worker DataLoader from mid-stream and tasks 0.85x. Order is kept
+(the caller's DataContext has ``preserve_order``). Rejects go to ``rejects_sink`` (see
+:mod:`mgpt_data.rejects`).
 """
 
 from __future__ import annotations
