@@ -148,3 +148,24 @@ def test_cli_resume_of_a_damaged_checkpoint_is_one_error_line_before_ray_starts(
     proc = _cli("train", "--preset", "tiny", "--resume-from", "epoch_0", "--output-dir", str(run_dir.parent),
                 "--no-eval")
     assert proc.returncode == 2 and "error: train.resume_from (--resume-from) needs resume" in proc.stderr
+
+
+def test_rank_0_waits_until_ray_has_recorded_the_checkpoint_it_reported(tmp_path: Path) -> None:
+    """`save_and_report` returns on rank 0 only once Ray's record names the new checkpoint (the
+    controller writes it on its next poll), so a kill right after cannot make Ray forget it."""
+    import threading
+
+    from mgpt_train.checkpointing import wait_until_recorded
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    write_ray_snapshot(run, ["epoch_0"])
+    assert not wait_until_recorded(run, "epoch_1", timeout_s=0.2)  # not recorded yet: gives up, says so
+    (run / "checkpoints" / SNAPSHOT_FILE).write_text("{")  # a record being rewritten is read again
+    later = threading.Timer(0.3, write_ray_snapshot, (run, ["epoch_0", "epoch_1"]))
+    later.start()
+    try:
+        assert wait_until_recorded(run, "epoch_1", timeout_s=10.0)
+    finally:
+        later.join()
+    assert latest_checkpoint_dir(run).name == "epoch_1"

@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,28 @@ def latest_checkpoint_dir(run_dir: Path | str) -> Path | None:
     if not latest:
         return None
     return root / plain_checkpoint_name(latest["checkpoint_dir_name"], snapshot)
+
+
+def wait_until_recorded(run_dir: Path | str, dir_name: str, *, timeout_s: float = 60.0,
+                        poll_s: float = 0.05) -> bool:
+    """Wait until Ray's record (`latest_checkpoint_dir`) names ``dir_name``; False after ``timeout_s``.
+
+    Ray Train's controller records a reported checkpoint only when it next drains the worker's result
+    queue (every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``), and a worker killed before that takes the
+    report with it: the folder is on disk, but a resume would not know it. Rank 0 waits here after each
+    report, so training never runs past a checkpoint that Ray could still forget.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            latest = latest_checkpoint_dir(run_dir)
+        except ValueError:  # the controller is rewriting the record: read it again
+            latest = None
+        if latest is not None and latest.name == dir_name:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
 
 
 def plain_checkpoint_name(name: str, source: Path | str) -> str:

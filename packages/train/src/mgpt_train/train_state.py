@@ -16,6 +16,7 @@ from mgpt_train.checkpointing import (
     capture_rng_state,
     read_checkpoint_dir,
     restore_rng_state,
+    wait_until_recorded,
     write_checkpoint_dir,
 )
 from mgpt_train.parallel import gathered_state
@@ -62,7 +63,8 @@ def save_and_report(
     rank: int,
     world_size: int,
 ) -> None:
-    """Write the checkpoint (rank 0) and report it to Ray; every rank must call this."""
+    """Write the checkpoint (rank 0) and report it to Ray; every rank must call this. Rank 0 returns
+    once Ray has recorded it (`checkpointing.wait_until_recorded`)."""
     import ray.train
 
     from mgpt_train.rundir import CHECKPOINTS_DIR
@@ -83,6 +85,9 @@ def save_and_report(
             checkpoint_dir_name=dir_name,
             checkpoint_upload_fn=atomic_upload_fn(run_dir / CHECKPOINTS_DIR),
         )
+    if not wait_until_recorded(run_dir, dir_name):
+        logger.warning("Ray Train has not recorded checkpoint %s after 60 s: a failure before it does "
+                       "resumes from the checkpoint before it", dir_name)
     logger.info("checkpoint %s: epoch %d step %d (global %d)", dir_name, position.epoch, position.step,
                 position.global_step)
 
